@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option(help="Folder to save the fine-tuned model and tokenizer to.")],
         episodes: Annotated[int, typer.Option(min=1, help="Expert episodes to replay.")] = 256,
         steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 200,
-        batch_size: Annotated[int, typer.Option(min=1, help="Trajectories per step.")] = 16,
+        batch_rows: Annotated[int, typer.Option(
+            min=1, help="Sequences per step: a trajectory (full mode) or one step's prompt + response (window).")] = 32,
         lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
         context_mode: Annotated[str, typer.Option(help="full or window (as the later rollouts).")] = "full",
         history_steps: Annotated[int, typer.Option(help="Window mode: steps of history per prompt.")] = 3,
@@ -33,7 +34,7 @@ def register(app: typer.Typer) -> None:
 
         if context_mode not in ("full", "window"):
             fail(f"--context-mode must be full or window, got {context_mode!r}")
-        envs = [make_env(env) for _ in range(episodes)]
+        envs = [make_env(env) for _ in range(min(episodes, 32))]  # episodes are played 32 at a time
         try:
             policy = load_policy(model)
         except OSError as error:
@@ -50,7 +51,7 @@ def register(app: typer.Typer) -> None:
             fail(f"no expert episode of {env} was won; nothing to learn from")
         with Progress() as progress:
             bar = progress.add_task("sft", total=steps)
-            losses = sft(policy, winners, SFTConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed),
+            losses = sft(policy, winners, SFTConfig(steps=steps, batch_rows=batch_rows, lr=lr, seed=seed),
                          on_step=lambda step, loss: progress.update(bar, advance=1, description=f"sft loss {loss:.3f}"))
         out.mkdir(parents=True, exist_ok=True)
         save_policy(policy, out)

@@ -39,6 +39,16 @@ class PolicyBatch:
     def num_rows(self) -> int:
         return self.input_ids.shape[0]
 
+    def select(self, rows: torch.Tensor) -> PolicyBatch:
+        """The given rows, cut to the longest of them (rows are right-padded: only padding is cut)."""
+        width = int(self.attention_mask[rows].sum(dim=1).max()) if len(rows) else 0
+        return PolicyBatch(
+            input_ids=self.input_ids[rows, :width], attention_mask=self.attention_mask[rows, :width],
+            trainable_mask=self.trainable_mask[rows, :width], behaviour_logprobs=self.behaviour_logprobs[rows, :width],
+            advantages=self.advantages[rows, :width], row_trajectory=self.row_trajectory[rows],
+            row_offset=self.row_offset[rows],
+        )
+
 
 def is_window_mode(traj: Trajectory) -> bool:
     """True for a sliding-window rollout (a step has its own prompt)."""

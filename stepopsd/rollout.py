@@ -86,12 +86,15 @@ def observation_message(observation: str, info: dict[str, Any], show_admissible_
     return observation
 
 
-def window_message(first_message: str, history: Sequence[tuple[str, str]], current: str | None,
-                   steps_so_far: int) -> str:
-    """A sliding-window user message: the task, the last steps' actions and observations, now."""
-    if current is None:
-        return first_message
-    lines = [first_message, "", f"Your last {len(history)} of {steps_so_far} steps:"]
+def window_message(task_observation: str, history: Sequence[tuple[str, str]], current: str, steps_so_far: int) -> str:
+    """A sliding-window user message: the task, the last steps' actions and observations, now.
+
+    ``current`` is the message of the observation to act on (with its admissible actions, when
+    shown); past observations come without theirs, which no longer apply.
+    """
+    if steps_so_far == 0:
+        return current
+    lines = [task_observation, "", f"Your last {len(history)} of {steps_so_far} steps:"]
     for offset, (action, observation) in enumerate(history):
         lines += [f"Step {steps_so_far - len(history) + offset + 1}. Action: {action}", f"Observation: {observation}"]
     lines += ["", f"Now step {steps_so_far + 1}. Current observation: {current}"]
@@ -136,10 +139,11 @@ class _Episode:
         self.trainable: list[bool] = []
         self.behaviour_logprobs: list[float] = []
         self.steps: list[Step] = []
-        self.history: list[tuple[str, str]] = []  # (action, observation message)
+        self.history: list[tuple[str, str]] = []  # (action, observation)
         self.segment_start = 0  # context_start of the current full-mode segment
         self.pending_prompt: list[int] = []  # a new segment's prompt, appended with the next response
         self.observation, self.info, self.first_message, self.system = "", {}, "", ""
+        self.task_observation = ""  # the reset observation: heads every window prompt
         self.task_info: dict[str, Any] = {}
         self.total_reward, self.won, self.terminated, self.truncated = 0.0, False, False, False
         self.history_truncations, self.context_overflow, self.error = 0, False, ""
@@ -156,6 +160,7 @@ class _Episode:
             return
         self.task_info = dict(self.info)
         self.system = self.env.unwrapped.system_prompt() if hasattr(self.env.unwrapped, "system_prompt") else ""
+        self.task_observation = self.observation
         self.first_message = observation_message(self.observation, self.info, show_admissible_actions)
 
     def fail(self, error: Exception) -> None:
@@ -186,7 +191,7 @@ class _Episode:
     def _window_prompt(self, policy: Policy, history_steps: int, config: RolloutConfig) -> list[int]:
         history = self.history[len(self.history) - history_steps:] if history_steps else []
         current = observation_message(self.observation, self.info, config.show_admissible_actions)
-        user = window_message(self.first_message, history, current if self.steps else None, len(self.steps))
+        user = window_message(self.task_observation, history, current, len(self.steps))
         return prompt_ids(policy, self.system, user)
 
     def _overflow(self) -> None:
@@ -229,7 +234,7 @@ class _Episode:
             response_token_end=response_start + len(generated.token_ids), context_start=context_start,
             info={"won": bool(info.get("won", False)), "finish_reason": generated.finish_reason},
         ))
-        self.history.append((parsed.action or "(invalid output)", message))
+        self.history.append((parsed.action or "(invalid output)", observation))
         self.observation, self.info = observation, info
         self.total_reward += float(reward)
         self.won = self.won or bool(info.get("won", False))
@@ -297,6 +302,22 @@ def rollout(policy: Policy, envs: Sequence[gymnasium.Env], tasks: Sequence[Task]
                     episode.add_step(policy, config, generated, start, result)
             bar.update(sum(e.finished for e in episodes), len(live), sum(len(s.token_ids) for s in samples))
     return [episode.trajectory(config) for episode in episodes]
+
+
+def rollout_in_chunks(policy: Policy, envs: Sequence[gymnasium.Env], tasks: Sequence[Task], config: RolloutConfig, *,
+                      respond: Responder | None = None, progress: bool = False) -> list[Trajectory]:
+    """:func:`rollout` of any number of tasks through a fixed set of envs, as many tasks at a time as they hold.
+
+    Group ids are the tasks' indices, as one call to :func:`rollout` would give them.
+    """
+    per_call = len(envs) // config.group_size
+    if per_call == 0:
+        raise ValueError(f"a group of {config.group_size} needs at least {config.group_size} envs, got {len(envs)}")
+    trajectories: list[Trajectory] = []
+    for start in range(0, len(tasks), per_call):
+        trajectories += rollout(policy, envs, tasks[start:start + per_call], config, first_group_id=start,
+                                respond=respond, progress=progress)
+    return trajectories
 
 
 def _step_env(episode: _Episode, generated: Sample):

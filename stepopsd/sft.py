@@ -7,7 +7,6 @@ responder in place of the model, so their token layout is the rollout's by const
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -16,8 +15,8 @@ import torch
 
 from stepopsd.logprobs import token_logprobs
 from stepopsd.policy import Policy, Sample, encode
-from stepopsd.rollout import Responder, RolloutConfig, Task, TurnRequest, rollout
-from stepopsd.batch import build_batch
+from stepopsd.batch import PolicyBatch, build_batch
+from stepopsd.rollout import Responder, RolloutConfig, Task, TurnRequest, rollout_in_chunks
 from stepopsd.trajectory import Trajectory
 
 
@@ -26,7 +25,7 @@ class SFTConfig:
     """Supervised fine-tuning on expert trajectories."""
 
     steps: int = 200  # optimizer steps
-    batch_size: int = 16  # trajectories per step
+    batch_rows: int = 32  # sequences per step: a whole trajectory (full mode) or one step's prompt + response (window)
     lr: float = 1e-3  # AdamW learning rate (1e-3 suits the tiny model; ~1e-5 for billion-parameter ones)
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -61,20 +60,21 @@ def expert_responder(policy: Policy, protocol, thought_template: str = "Next ste
 
 def expert_trajectories(policy: Policy, envs: Sequence[gymnasium.Env], tasks: Sequence[Task], config: RolloutConfig,
                         thought_template: str = "Next step of the plan: {action}.") -> list[Trajectory]:
-    """Expert episodes as token-exact schema trajectories (same layout as model rollouts)."""
+    """Expert episodes as token-exact schema trajectories (same layout as model rollouts).
+
+    Tasks are played ``len(envs) // group_size`` at a time, so a few envs serve many episodes.
+    """
     protocol = envs[0].unwrapped.protocol
-    return rollout(policy, envs, tasks, config, respond=expert_responder(policy, protocol, thought_template))
+    return rollout_in_chunks(policy, envs, tasks, config, respond=expert_responder(policy, protocol, thought_template))
 
 
-def generated_token_nll(policy: Policy, trajectories: Sequence[Trajectory]) -> torch.Tensor:
-    """Mean negative log-likelihood over the generated (trainable) tokens of a batch.
+def generated_token_nll(policy: Policy, batch: PolicyBatch) -> torch.Tensor:
+    """Mean negative log-likelihood over the generated (trainable) tokens of a batch's rows.
 
     Rows are the sequences the policy generated from (:func:`stepopsd.batch.build_batch`): a
     whole trajectory in full mode, one step's prompt + response in window mode, so SFT sees
     exactly the contexts a rollout does.
     """
-    no_advantages = [torch.zeros(len(t.token_ids)) for t in trajectories]
-    batch = build_batch(trajectories, no_advantages, pad_id=policy.tokenizer.pad_token_id)
     device = policy.device
     ids = batch.input_ids.to(device)  # [R, L]
     logits = policy.model(input_ids=ids, attention_mask=batch.attention_mask.to(device), use_cache=False).logits
@@ -83,19 +83,29 @@ def generated_token_nll(policy: Policy, trajectories: Sequence[Trajectory]) -> t
     return -(token_logp * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+def sft_batch(policy: Policy, trajectories: Sequence[Trajectory]) -> PolicyBatch:
+    """All rows of ``trajectories`` (advantages unused), padded with the tokenizer's pad id."""
+    no_advantages = [torch.zeros(len(t.token_ids)) for t in trajectories]
+    return build_batch(trajectories, no_advantages, pad_id=policy.tokenizer.pad_token_id)
+
+
 def sft(policy: Policy, trajectories: Sequence[Trajectory], config: SFTConfig,
         on_step: Callable[[int, float], None] | None = None) -> list[float]:
-    """Fine-tune ``policy.model`` in place on ``trajectories``; returns the loss of every step."""
-    usable = [t for t in trajectories if any(t.trainable_mask)]
-    if not usable:
+    """Fine-tune ``policy.model`` in place on ``trajectories``; returns the loss of every step.
+
+    Each step trains on ``batch_rows`` rows drawn at random (without replacement within a step).
+    """
+    batch = sft_batch(policy, trajectories)
+    usable = batch.trainable_mask.any(dim=1).nonzero().flatten()  # [R'] rows with generated tokens
+    if len(usable) == 0:
         raise ValueError("no trajectory has generated tokens to train on")
-    rng = random.Random(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     policy.model.train()
     losses = []
     for step in range(config.steps):
-        batch = rng.sample(usable, min(config.batch_size, len(usable)))
-        loss = generated_token_nll(policy, batch)
+        rows = usable[torch.randperm(len(usable), generator=generator)[:config.batch_rows]]
+        loss = generated_token_nll(policy, batch.select(rows))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.model.parameters(), config.max_grad_norm)

@@ -9,14 +9,14 @@ from pathlib import Path
 from stepopsd.config import TrainConfig
 from stepopsd.evaluate import success_table
 from stepopsd.policy import Policy, SamplingConfig, load_policy
-from stepopsd.rollout import Task, make_envs, rollout
+from stepopsd.rollout import Task, make_envs, rollout_in_chunks
 from stepopsd.sft import expert_trajectories, save_policy, sft
 from stepopsd.tiny import build_tiny_model
 from stepopsd.trajectory import Trajectory
 from stepopsd_envs.plugins import env_class
 
 EVAL_SEED_OFFSET = 10_000_000  # evaluation scenes never coincide with training draws
-EVAL_CHUNK = 32  # envs alive at once during evaluation
+ENVS_AT_ONCE = 32  # envs alive at once while playing the SFT experts and the evaluation
 
 
 def seed_for(*parts: int) -> int:
@@ -62,7 +62,7 @@ def prepare_start_model(config: TrainConfig, out_dir: Path, accelerator, *, fres
 def _sft_warm_start(config: TrainConfig, base: Path, out: Path) -> None:
     policy = load_policy(base, dtype=config.model.dtype)
     episodes = config.run.sft_expert_episodes
-    envs = make_envs(config.env.env_id, episodes, **config.env.train_kwargs)
+    envs = make_envs(config.env.env_id, min(ENVS_AT_ONCE, episodes), **config.env.train_kwargs)
     tasks = [Task(seed=seed_for(config.run.seed, -1, k), options={"expert": True}) for k in range(episodes)]
     expert_config = dataclasses.replace(config.rollout, group_size=1)
     trajectories = expert_trajectories(policy, envs, tasks, expert_config)
@@ -100,15 +100,12 @@ def table_columns(env_id: str) -> list[str]:
 
 def play_evaluation(policy: Policy, config: TrainConfig, *, sampling: SamplingConfig | None = None,
                     progress: bool = False) -> list[Trajectory]:
-    """The evaluation episodes (greedy by default), EVAL_CHUNK envs at a time."""
-    envs = make_envs(config.env.env_id, min(EVAL_CHUNK, config.env.eval_episodes), **config.env.eval_kwargs)
+    """The evaluation episodes (greedy by default), ENVS_AT_ONCE envs at a time."""
+    envs = make_envs(config.env.env_id, min(ENVS_AT_ONCE, config.env.eval_episodes), **config.env.eval_kwargs)
     tasks = evaluation_tasks(envs[0], config.env.eval_episodes)
     greedy = dataclasses.replace(config.rollout.sampling, temperature=0.0)
     eval_config = dataclasses.replace(config.rollout, group_size=1, sampling=sampling or greedy)
-    trajectories: list[Trajectory] = []
-    for start in range(0, len(tasks), len(envs)):
-        chunk = tasks[start:start + len(envs)]
-        trajectories += rollout(policy, envs, chunk, eval_config, first_group_id=start, progress=progress)
+    trajectories = rollout_in_chunks(policy, envs, tasks, eval_config, progress=progress)
     for env in envs:
         env.close()
     return trajectories

@@ -44,3 +44,14 @@ def test_window_mode_one_row_per_step():
 def test_mismatched_advantages_are_refused():
     with pytest.raises(ValueError, match="advantage"):
         build_batch([FULL, SHORT], [_advantages(FULL, 1.0)])
+
+
+def test_select_cuts_rows_to_the_longest_chosen_one():
+    batch = build_batch([FULL, SHORT], [_advantages(FULL, 2.0), _advantages(SHORT, -1.0)], pad_id=7)
+    short_only = batch.select(torch.tensor([1]))
+    assert short_only.input_ids.shape == (1, 50)  # SHORT has 50 tokens: the 56 columns of padding go
+    assert short_only.input_ids[0].tolist() == list(SHORT.token_ids)
+    assert torch.equal(short_only.advantages[0], batch.advantages[1, :50])
+    assert short_only.row_trajectory.tolist() == [1]
+    both = batch.select(torch.tensor([1, 0]))
+    assert both.input_ids.shape == (2, 106) and torch.equal(both.input_ids[1], batch.input_ids[0])

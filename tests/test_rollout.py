@@ -4,7 +4,7 @@ import torch
 
 from model_fixtures import tiny_model_dir, tiny_policy  # noqa: F401  (pytest fixtures)
 from stepopsd.policy import SamplingConfig, logprobs, render_chat, sample
-from stepopsd.rollout import RolloutConfig, Task, make_envs, rollout, rollout_stats, window_message
+from stepopsd.rollout import RolloutConfig, Task, make_envs, rollout, rollout_in_chunks, rollout_stats, window_message
 from stepopsd.sft import expert_trajectories
 from stepopsd.trajectory import SpanKind, load_trajectories, save_trajectories
 from stepopsd_envs.fetch import FetchItemEnv
@@ -92,6 +92,17 @@ def test_groups_share_a_task_and_get_consecutive_ids(tiny_policy, tmp_path):
         rollout(tiny_policy, make_envs(FETCH, 5), [Task(seed=10), Task(seed=11)], config)
 
 
+def test_chunked_rollout_plays_every_task_through_a_few_envs(tiny_policy):
+    config = RolloutConfig(group_size=2, max_turns=2, sampling=SHORT)
+    tasks = [Task(seed=s) for s in range(5)]
+    trajectories = rollout_in_chunks(tiny_policy, make_envs(FETCH, 4), tasks, config)
+    assert [t.group_id for t in trajectories] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert all(a.task_id == b.task_id for a, b in zip(trajectories[::2], trajectories[1::2]))
+    assert len({t.task_id for t in trajectories}) == 5
+    with pytest.raises(ValueError, match="at least 2 envs"):
+        rollout_in_chunks(tiny_policy, make_envs(FETCH, 1), tasks, config)
+
+
 def test_window_prompts_hold_the_task_and_only_the_last_h_steps(tiny_policy):
     config = RolloutConfig(context_mode="window", history_steps=2)
     [traj] = expert_trajectories(tiny_policy, make_envs(FETCH, 1, num_places=6), [Task(seed=2)], config)
@@ -106,7 +117,15 @@ def test_window_prompts_hold_the_task_and_only_the_last_h_steps(tiny_policy):
         hidden = [s.action for s in traj.steps[:max(0, k - 2)] if s.action not in shown]
         assert all(f"Action: {a}\n" in prompt for a in shown)
         assert not any(f"Action: {a}\n" in prompt for a in hidden)
-    assert window_message("T", [], None, 0) == "T"
+    assert window_message("T", [], "now", 0) == "now"
+
+
+def test_window_prompts_list_only_the_current_admissible_actions(tiny_policy):
+    config = RolloutConfig(context_mode="window", history_steps=2, show_admissible_actions=True)
+    [traj] = expert_trajectories(tiny_policy, make_envs(FETCH, 1, num_places=4), [Task(seed=3)], config)
+    for step in traj.steps:
+        prompt = _decode(tiny_policy, traj.token_ids[step.context_start:step.response_token_start])
+        assert prompt.count("Admissible actions:") == 1, prompt
 
 
 def test_malformed_outputs_become_invalid_steps(tiny_policy):

@@ -4,7 +4,7 @@ import torch
 from model_fixtures import tiny_model_dir, tiny_policy  # noqa: F401  (pytest fixtures)
 from stepopsd.policy import SamplingConfig, load_policy
 from stepopsd.rollout import RolloutConfig, Task, make_envs, rollout
-from stepopsd.sft import SFTConfig, expert_trajectories, generated_token_nll, save_policy, sft
+from stepopsd.sft import SFTConfig, expert_trajectories, generated_token_nll, save_policy, sft, sft_batch
 
 FETCH = "stepopsd/FetchItem-v0"
 
@@ -16,7 +16,7 @@ def test_window_mode_nll_scores_each_step_in_its_own_prompt(tiny_policy):
     [traj] = expert_trajectories(tiny_policy, make_envs(FETCH, 1), [Task(seed=0)], config)
     assert sum(step.context_start > 0 for step in traj.steps) == len(traj.steps) - 1
     with torch.no_grad():
-        loss = generated_token_nll(tiny_policy, [traj])
+        loss = generated_token_nll(tiny_policy, sft_batch(tiny_policy, [traj]))
         total, count = 0.0, 0
         for step in traj.steps:
             row = torch.tensor([traj.token_ids[step.context_start:step.response_token_end]])
@@ -30,7 +30,7 @@ def test_window_mode_nll_scores_each_step_in_its_own_prompt(tiny_policy):
 def test_nll_ignores_observation_tokens(tiny_policy):
     [traj] = expert_trajectories(tiny_policy, make_envs(FETCH, 1), [Task(seed=1)], RolloutConfig())
     with torch.no_grad():
-        loss = generated_token_nll(tiny_policy, [traj])
+        loss = generated_token_nll(tiny_policy, sft_batch(tiny_policy, [traj]))
         logits = tiny_policy.model(input_ids=torch.tensor([traj.token_ids])).logits[0, :-1]
         logp = torch.log_softmax(logits, -1).gather(-1, torch.tensor(traj.token_ids[1:])[:, None])[:, 0]
         mask = torch.tensor(traj.trainable_mask[1:])
@@ -40,12 +40,13 @@ def test_nll_ignores_observation_tokens(tiny_policy):
 def test_sft_lowers_the_loss_and_saves_a_reloadable_model(tiny_policy, tmp_path):
     envs = make_envs(FETCH, 8)
     trajectories = expert_trajectories(tiny_policy, envs, [Task(seed=s) for s in range(8)], RolloutConfig())
-    losses = sft(tiny_policy, trajectories, SFTConfig(steps=12, batch_size=4, lr=3e-3))
+    losses = sft(tiny_policy, trajectories, SFTConfig(steps=12, batch_rows=4, lr=3e-3))
     assert losses[-1] < 0.6 * losses[0]
     save_policy(tiny_policy, tmp_path / "sft")
     reloaded = load_policy(tmp_path / "sft")
     with torch.no_grad():
-        assert torch.equal(generated_token_nll(reloaded, trajectories[:2]), generated_token_nll(tiny_policy, trajectories[:2]))
+        assert torch.equal(generated_token_nll(reloaded, sft_batch(reloaded, trajectories[:2])),
+                           generated_token_nll(tiny_policy, sft_batch(tiny_policy, trajectories[:2])))
 
 
 def test_sft_needs_an_expert_plan(tiny_policy):
@@ -73,6 +74,6 @@ def test_sft_makes_the_tiny_model_win_held_out_episodes(tiny_policy):
         tiny_policy, envs, [Task(seed=s, options={"expert": True}) for s in range(64 * i, 64 * i + 64)], config)]
     held_out = [Task(seed=10_000 + s) for s in range(64)]
     before = _success(tiny_policy, envs, held_out, config)
-    sft(tiny_policy, train, SFTConfig(steps=300, batch_size=16, lr=3e-3))
+    sft(tiny_policy, train, SFTConfig(steps=300, batch_rows=64, lr=3e-3))
     after = _success(tiny_policy, envs, held_out, config)
     assert after >= before + 0.3, (before, after)
