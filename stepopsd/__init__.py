@@ -24,12 +24,12 @@ from stepopsd.trajectory import (
 
 __version__ = "0.1.0"
 
-# name -> module holding it; imported lazily because these need torch.
+# name -> module holding it; imported on first use (all but AlgorithmConfig need torch).
 _LAZY_EXPORTS = {
     "grpo_advantages": "stepopsd.advantage",
     "shape_advantages": "stepopsd.advantage",
     "compute_advantages": "stepopsd.credit",
-    "AlgorithmConfig": "stepopsd.credit",
+    "AlgorithmConfig": "stepopsd.config",
     "policy_loss": "stepopsd.loss",
 }
 

@@ -2,7 +2,9 @@
 
 ``stepopsd train --config quickstart|PATH`` reads a TOML file (ready ones ship in
 ``stepopsd/configs/``); every field can be overridden on the command line (``--help`` lists
-them all with the comment written beside each field here).
+them all with the comment written beside each field here). This module imports no torch, so
+the command line starts fast; the torch modules (policy, rollout, credit, sft, ...) import
+their config and its allowed values from here.
 """
 
 from __future__ import annotations
@@ -12,10 +14,17 @@ from importlib import resources
 from pathlib import Path
 
 from stepopsd.configtree import ConfigError, config_to_dict, resolve_config, to_toml
-from stepopsd.credit import AlgorithmConfig
-from stepopsd.rollout import RolloutConfig
-from stepopsd.sft import SFTConfig
+from stepopsd.hindsight import HINDSIGHT_MODES
 from stepopsd.tiny import TinyModelSpec
+
+# The values the string fields below accept (HINDSIGHT_MODES: hindsight.py, torch-free).
+ALGORITHM_NAMES = ("grpo", "stepopsd", "rlsd", "opd")  # the keys of credit.ADVANTAGE_METHODS
+WEIGHT_FNS = ("sigmoid", "exp")
+STEP_BUDGETS = ("equal_step_mean_abs", "none")
+SPAN_MODES = ("action_only", "clean_step", "final_answer_only", "whole_response")
+TEACHER_MODES = ("stale", "live")
+CONTEXT_MODES = ("full", "window")
+OVERFLOW_POLICIES = ("truncate_history", "end_episode")
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,72 @@ class EnvConfig:
     eval_episodes: int = 32  # evaluation episodes (envs with a game list: at most one per game)
 
 
+@dataclass(frozen=True, slots=True)
+class SamplingConfig:
+    """How one batched generate call samples (``temperature=0`` means greedy)."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 disables top-k; transformers' default of 50 would bias RL sampling
+    max_new_tokens: int = 128
+    stop_strings: tuple[str, ...] = ("</action>",)
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutConfig:
+    """How trajectories are collected (one field per knob)."""
+
+    group_size: int = 1  # n rollouts per task (a GRPO group)
+    context_mode: str = "full"  # "full" conversation or sliding "window" of the last history_steps
+    history_steps: int = 3  # H: steps shown in a window prompt (and after a history truncation)
+    max_context_tokens: int = 4096  # prompt + max_new_tokens must fit
+    on_overflow: str = "truncate_history"  # or "end_episode" (truncated)
+    max_turns: int = 50  # safety cap on top of the env's own TimeLimit
+    show_admissible_actions: bool = False  # append info["admissible_actions"] to observation messages
+    env_workers: int = 1  # threads stepping envs in parallel (useful for envs that release the GIL)
+    seed: int = 0  # torch seed of the sampling
+    sampling: SamplingConfig = SamplingConfig()
+
+    def __post_init__(self) -> None:
+        if self.context_mode not in CONTEXT_MODES:
+            raise ValueError(f"context_mode must be one of {CONTEXT_MODES}, got {self.context_mode!r}")
+        if self.on_overflow not in OVERFLOW_POLICIES:
+            raise ValueError(f"on_overflow must be one of {OVERFLOW_POLICIES}, got {self.on_overflow!r}")
+        if self.group_size < 1 or self.history_steps < 0 or self.max_turns < 1:
+            raise ValueError("group_size >= 1, history_steps >= 0 and max_turns >= 1 are required")
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig:
+    """Every hyperparameter of the credit-assignment stage (defaults: ALGORITHM.md)."""
+
+    name: str = "stepopsd"  # stepopsd | grpo | rlsd | opd
+    alpha_clip: float = 0.2  # Eq. 3 weight clip: w in [1 - alpha_clip, 1 + alpha_clip]
+    lambda_0: float = 0.2  # Eq. 4 mixing weight at optimizer step 0
+    lambda_decay_steps: int = 50  # lambda falls linearly to 0 over this many optimizer steps (<= 0: constant)
+    weight_fn: str = "sigmoid"  # Eq. 3: sigmoid (2*sigmoid) | exp (stepopsd only; rlsd always uses exp)
+    span_mode: str = "action_only"  # target span per step: action_only | clean_step | final_answer_only
+    hindsight_mode: str = "peer_trajectory"  # none | correctness | peer_trajectory
+    correctness_line: bool = True  # put "final_correctness: ..." in the peer_trajectory block
+    peer_token_budget: int = 1024  # max tokens of the peer text (middle truncated beyond)
+    step_budget: str = "equal_step_mean_abs"  # per-step credit budget: equal_step_mean_abs | none
+    budget_clip: float = 2.0  # C: step factors c_k clipped to [1/C, C]
+    opd_beta: float = 0.1  # opd: additive coefficient of Delta
+    teacher_refresh_steps: int = 10  # stale teacher refreshed every N optimizer steps
+    teacher_mode: str = "stale"  # stale | live
+    normalize_std: bool = True  # GRPO: divide by the group std
+    max_rows_per_pass: int = 16  # rescoring: most windows in one teacher forward (memory bound)
+
+    def __post_init__(self) -> None:
+        choices = {
+            "name": ALGORITHM_NAMES, "weight_fn": WEIGHT_FNS, "span_mode": SPAN_MODES,
+            "hindsight_mode": HINDSIGHT_MODES, "step_budget": STEP_BUDGETS, "teacher_mode": TEACHER_MODES,
+        }
+        for field_name, allowed in choices.items():
+            if getattr(self, field_name) not in allowed:
+                raise ValueError(f"algorithm.{field_name} must be one of {allowed}, got {getattr(self, field_name)!r}")
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     """The policy optimizer and PPO epochs."""
@@ -52,6 +127,18 @@ class OptimConfig:
     clip_ratio: float = 0.2  # PPO clip epsilon
     kl_coef: float = 0.0  # k3 KL to the teacher snapshot (paper: ALFWorld 0.01, Search-QA 0.001)
     entropy_coef: float = 0.0  # entropy bonus
+
+
+@dataclass(frozen=True, slots=True)
+class SFTConfig:
+    """Supervised fine-tuning on expert trajectories."""
+
+    steps: int = 200  # optimizer steps
+    batch_rows: int = 32  # sequences per step: a whole trajectory (full mode) or one step's prompt + response (window)
+    lr: float = 1e-3  # AdamW learning rate (1e-3 suits the tiny model; ~1e-5 for billion-parameter ones)
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 0
 
 
 @dataclass(frozen=True)

@@ -28,47 +28,15 @@ from dataclasses import dataclass
 import torch
 
 from stepopsd.advantage import (
-    STEP_BUDGETS, WEIGHT_FNS, additive_advantages, degenerate_group_mask, grpo_advantages, lambda_at,
-    shape_advantages_detailed,
+    additive_advantages, degenerate_group_mask, grpo_advantages, lambda_at, shape_advantages_detailed,
 )
-from stepopsd.hindsight import HINDSIGHT_MODES, choose_peer, hindsight_text
+from stepopsd.config import AlgorithmConfig
+from stepopsd.hindsight import choose_peer, hindsight_text
 from stepopsd.rescore import context_windows, logprob_gap, step_windows, teacher_logprobs
-from stepopsd.segment import SPAN_MODES, TOKEN_KIND_NAMES, target_mask_and_step_ids, token_kinds
-from stepopsd.teacher import TEACHER_MODES
+from stepopsd.segment import TOKEN_KIND_NAMES, target_mask_and_step_ids, token_kinds
 from stepopsd.trajectory import Trajectory
 
 Tokenize = Callable[[str], Sequence[int]]
-
-
-@dataclass(frozen=True)
-class AlgorithmConfig:
-    """Every hyperparameter of the credit-assignment stage (defaults: ALGORITHM.md)."""
-
-    name: str = "stepopsd"  # stepopsd | grpo | rlsd | opd
-    alpha_clip: float = 0.2  # Eq. 3 weight clip: w in [1 - alpha_clip, 1 + alpha_clip]
-    lambda_0: float = 0.2  # Eq. 4 mixing weight at optimizer step 0
-    lambda_decay_steps: int = 50  # lambda falls linearly to 0 over this many optimizer steps (<= 0: constant)
-    weight_fn: str = "sigmoid"  # Eq. 3: sigmoid (2*sigmoid) | exp (stepopsd only; rlsd always uses exp)
-    span_mode: str = "action_only"  # target span per step: action_only | clean_step | final_answer_only
-    hindsight_mode: str = "peer_trajectory"  # none | correctness | peer_trajectory
-    correctness_line: bool = True  # put "final_correctness: ..." in the peer_trajectory block
-    peer_token_budget: int = 1024  # max tokens of the peer text (middle truncated beyond)
-    step_budget: str = "equal_step_mean_abs"  # per-step credit budget: equal_step_mean_abs | none
-    budget_clip: float = 2.0  # C: step factors c_k clipped to [1/C, C]
-    opd_beta: float = 0.1  # opd: additive coefficient of Delta
-    teacher_refresh_steps: int = 10  # stale teacher refreshed every N optimizer steps
-    teacher_mode: str = "stale"  # stale | live
-    normalize_std: bool = True  # GRPO: divide by the group std
-    max_rows_per_pass: int = 16  # rescoring: most windows in one teacher forward (memory bound)
-
-    def __post_init__(self) -> None:
-        choices = {
-            "name": tuple(ADVANTAGE_METHODS), "weight_fn": WEIGHT_FNS, "span_mode": SPAN_MODES,
-            "hindsight_mode": HINDSIGHT_MODES, "step_budget": STEP_BUDGETS, "teacher_mode": TEACHER_MODES,
-        }
-        for field_name, allowed in choices.items():
-            if getattr(self, field_name) not in allowed:
-                raise ValueError(f"algorithm.{field_name} must be one of {allowed}, got {getattr(self, field_name)!r}")
 
 
 @dataclass(frozen=True)

@@ -13,18 +13,8 @@ from pathlib import Path
 
 import torch
 
+from stepopsd.config import SamplingConfig
 from stepopsd.logprobs import token_logprobs
-
-
-@dataclass(frozen=True, slots=True)
-class SamplingConfig:
-    """How one batched generate call samples (``temperature=0`` means greedy)."""
-
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0  # 0 disables top-k; transformers' default of 50 would bias RL sampling
-    max_new_tokens: int = 128
-    stop_strings: tuple[str, ...] = ("</action>",)
 
 
 @dataclass(frozen=True, slots=True)

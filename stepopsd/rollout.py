@@ -24,12 +24,10 @@ from typing import Any
 
 import gymnasium
 
+from stepopsd.config import RolloutConfig, SamplingConfig
 from stepopsd.episodes import text_spans
-from stepopsd.policy import Policy, Sample, SamplingConfig, prompt_ids, sample, user_turn_ids
+from stepopsd.policy import Policy, Sample, prompt_ids, sample, user_turn_ids
 from stepopsd.trajectory import Span, SpanKind, Step, Trajectory
-
-CONTEXT_MODES = ("full", "window")
-OVERFLOW_POLICIES = ("truncate_history", "end_episode")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,30 +36,6 @@ class Task:
 
     seed: int | None = None
     options: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class RolloutConfig:
-    """How trajectories are collected (one field per knob)."""
-
-    group_size: int = 1  # n rollouts per task (a GRPO group)
-    context_mode: str = "full"  # "full" conversation or sliding "window" of the last history_steps
-    history_steps: int = 3  # H: steps shown in a window prompt (and after a history truncation)
-    max_context_tokens: int = 4096  # prompt + max_new_tokens must fit
-    on_overflow: str = "truncate_history"  # or "end_episode" (truncated)
-    max_turns: int = 50  # safety cap on top of the env's own TimeLimit
-    show_admissible_actions: bool = False  # append info["admissible_actions"] to observation messages
-    env_workers: int = 1  # threads stepping envs in parallel (useful for envs that release the GIL)
-    seed: int = 0  # torch seed of the sampling
-    sampling: SamplingConfig = SamplingConfig()
-
-    def __post_init__(self) -> None:
-        if self.context_mode not in CONTEXT_MODES:
-            raise ValueError(f"context_mode must be one of {CONTEXT_MODES}, got {self.context_mode!r}")
-        if self.on_overflow not in OVERFLOW_POLICIES:
-            raise ValueError(f"on_overflow must be one of {OVERFLOW_POLICIES}, got {self.on_overflow!r}")
-        if self.group_size < 1 or self.history_steps < 0 or self.max_turns < 1:
-            raise ValueError("group_size >= 1, history_steps >= 0 and max_turns >= 1 are required")
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from stepopsd.config import SPAN_MODES
 from stepopsd.trajectory import SpanKind, Step, Trajectory
-
-SPAN_MODES = ("action_only", "clean_step", "final_answer_only", "whole_response")
 
 # token kind codes of token_kinds(); NOT_GENERATED covers prompt, observation and padding
 NOT_GENERATED, THOUGHT_TOKEN, ACTION_TOKEN, OTHER_RESPONSE_TOKEN = -1, 0, 1, 2

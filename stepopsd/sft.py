@@ -8,28 +8,16 @@ responder in place of the model, so their token layout is the rollout's by const
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import gymnasium
 import torch
 
+from stepopsd.config import SFTConfig
 from stepopsd.logprobs import token_logprobs
 from stepopsd.policy import Policy, Sample, encode
 from stepopsd.batch import PolicyBatch, build_batch
 from stepopsd.rollout import Responder, RolloutConfig, Task, TurnRequest, rollout_in_chunks
 from stepopsd.trajectory import Trajectory
-
-
-@dataclass(frozen=True, slots=True)
-class SFTConfig:
-    """Supervised fine-tuning on expert trajectories."""
-
-    steps: int = 200  # optimizer steps
-    batch_rows: int = 32  # sequences per step: a whole trajectory (full mode) or one step's prompt + response (window)
-    lr: float = 1e-3  # AdamW learning rate (1e-3 suits the tiny model; ~1e-5 for billion-parameter ones)
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    seed: int = 0
 
 
 def expert_responder(policy: Policy, protocol, thought_template: str = "Next step of the plan: {action}.") -> Responder:

@@ -17,7 +17,7 @@ import copy
 
 import torch
 
-TEACHER_MODES = ("stale", "live")
+from stepopsd.config import TEACHER_MODES
 
 
 def refresh_due(optimizer_step: int, snapshot_step: int, refresh_steps: int) -> bool:

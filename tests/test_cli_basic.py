@@ -40,3 +40,25 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
         assert completed.returncode != 0
         assert message in completed.stderr
         assert "Traceback" not in completed.stderr + completed.stdout
+
+
+def test_cli_starts_without_torch():
+    """The config tree and every command's options (train builds one per config field) load without torch."""
+    code = """
+import sys
+from typer.testing import CliRunner
+
+def heavy():
+    return [m for m in ("torch", "transformers", "accelerate") if m in sys.modules]
+
+import stepopsd.config
+assert not heavy(), ("import stepopsd.config", heavy())
+from stepopsd_cli.app import app
+assert not heavy(), ("import stepopsd_cli.app", heavy())
+for args in (["--help"], ["train", "--help"], ["envs"]):
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert not heavy(), (args, heavy())
+"""
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr

@@ -5,6 +5,7 @@ import torch
 from torch.testing import assert_close
 
 from algo_fixtures import byte_ids, make_group, tiny_qwen3, with_model_behaviour
+from stepopsd.config import ALGORITHM_NAMES
 from stepopsd.credit import ADVANTAGE_METHODS, AlgorithmConfig, compute_advantages
 
 
@@ -125,6 +126,10 @@ def test_config_errors_name_the_field():
         AlgorithmConfig(name="ppo")
     with pytest.raises(ValueError, match="algorithm.span_mode"):
         AlgorithmConfig(span_mode="everything")
+
+
+def test_config_accepts_exactly_the_registered_methods():
+    assert ALGORITHM_NAMES == tuple(ADVANTAGE_METHODS)
 
 
 def test_teacher_methods_need_a_teacher(batch):
