@@ -35,18 +35,23 @@ class ConfigError(ValueError):
     """A config file or override names an unknown field or holds a value of the wrong type."""
 
 
-def leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, type, str, object]]:
-    """``(dotted_path, type, help, default)`` of every leaf of a config tree class."""
+def leaf_fields(cls: type, prefix: str = "", defaults: object = None) -> list[tuple[str, type, str, object]]:
+    """``(dotted_path, type, help, default)`` of every leaf of a config tree class.
+
+    Defaults are those of the tree (``TrainConfig().rollout.group_size``), not of the
+    sub-config's own class.
+    """
+    defaults = cls() if defaults is None else defaults
     leaves = []
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         path = f"{prefix}{field.name}"
         field_type = hints[field.name]
+        value = getattr(defaults, field.name)
         if dataclasses.is_dataclass(field_type):
-            leaves += leaf_fields(field_type, f"{path}.")
+            leaves += leaf_fields(field_type, f"{path}.", value)
         else:
-            default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-            leaves.append((path, field_type, field_help(cls).get(field.name, ""), default))
+            leaves.append((path, field_type, field_help(cls).get(field.name, ""), value))
     return leaves
 
 

@@ -149,6 +149,14 @@ def test_unknown_config_field_is_a_clear_error():
         load_train_config("test-fetch", {"algorithm.name": "ppo"})
 
 
+def test_option_help_shows_the_defaults_of_the_whole_tree():
+    from stepopsd.configtree import leaf_fields
+
+    defaults = {path: default for path, _, _, default in leaf_fields(TrainConfig)}
+    assert defaults["rollout.group_size"] == TrainConfig().rollout.group_size == 8  # RolloutConfig's own is 1
+    assert defaults["sft.steps"] == 0
+
+
 def test_inspect_shows_step_credit_and_writes_html(finished_run, tmp_path):
     from typer.testing import CliRunner
 
