@@ -124,6 +124,17 @@ def test_reward_can_be_one_zero(generated):
     env.close()
 
 
+def test_generated_split_takes_the_scene_size(generated):
+    cache_dir = generated[0].parents[2]  # {cache}/generated-.../{task folder}/{trial}/game.tw-pddl
+    env = gymnasium.make("stepopsd/ALFWorld-v0", split="generated", generated_per_type=1, generator_seed=3,
+                         generated_receptacles=SMALL.num_receptacles, generated_distractors=SMALL.num_distractors,
+                         cache_dir=cache_dir.parent)
+    assert env.unwrapped.games == generated
+    _, info = env.reset(options={"game_index": 0})
+    assert sum(action.startswith("go to ") for action in info["admissible_actions"]) == SMALL.num_receptacles
+    env.close()
+
+
 def test_step_cap_truncates(generated):
     assert gymnasium.spec("stepopsd/ALFWorld-v0").max_episode_steps == 50
     env = gymnasium.make("stepopsd/ALFWorld-v0", games=generated, max_episode_steps=3)

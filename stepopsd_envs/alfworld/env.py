@@ -32,6 +32,7 @@ from typing import Any
 from stepopsd_envs.alfworld.engine import AlfredEngine, strip_banner, task_from_intro
 from stepopsd_envs.alfworld.evaluate import TABLE_COLUMNS
 from stepopsd_envs.alfworld.games import official_games, ordered, task_type_of
+from stepopsd_envs.alfworld.generate import SceneConfig
 from stepopsd_envs.alfworld.protocol import HISTORY_LENGTH, build_alfworld_prompt
 from stepopsd_envs.protocol import TagProtocol
 from stepopsd_envs.text_env import TextEnv
@@ -54,6 +55,8 @@ class ALFWorldEnv(TextEnv):
         shuffle_seed: int | None = None,
         generated_per_type: int = 10,
         generator_seed: int = 0,
+        generated_receptacles: int = 8,
+        generated_distractors: int = 6,
         cache_dir: str | os.PathLike | None = None,
         success_reward: float = 10.0,
         invalid_action_reward: float = -0.1,
@@ -65,8 +68,9 @@ class ALFWorldEnv(TextEnv):
         super().__init__(protocol or TagProtocol(require_thought=True),
                          invalid_action_reward=invalid_action_reward, render_mode=render_mode)
         self._engine = AlfredEngine()  # one per env for its whole life (see engine.py)
+        scene = SceneConfig(num_receptacles=generated_receptacles, num_distractors=generated_distractors)
         self.games = _select_games(split, data_dir, games, task_types, shuffle_seed,
-                                   generated_per_type, generator_seed, cache_dir, self._engine)
+                                   generated_per_type, generator_seed, scene, cache_dir, self._engine)
         self.split = split if games is None else "custom"
         self.success_reward = success_reward
         self.history_length = history_length
@@ -147,6 +151,7 @@ def _select_games(
     shuffle_seed: int | None,
     generated_per_type: int,
     generator_seed: int,
+    scene: SceneConfig,
     cache_dir: str | os.PathLike | None,
     engine: AlfredEngine,
 ) -> list[Path]:
@@ -159,6 +164,6 @@ def _select_games(
         from stepopsd_envs.alfworld.generate import generated_games
 
         paths = generated_games(generated_per_type, seed=generator_seed, cache_dir=cache_dir, task_types=task_types,
-                                engine=engine)
+                                config=scene, engine=engine)
         return ordered(paths, shuffle_seed)
     return official_games(split, data_dir, task_types, shuffle_seed)
