@@ -21,9 +21,11 @@ from stepopsd.trajectory import Trajectory
 
 
 def expert_responder(policy: Policy, protocol, thought_template: str = "Next step of the plan: {action}.") -> Responder:
-    """Answers each turn with the next action of the env's expert plan (``info["expert_actions"]`` on reset).
+    """Answers each turn with the env's expert action.
 
-    The response ids are the tokenised expert text plus the end-of-turn token, as a model that
+    An env's expert is either reactive, ``info["expert_action"]`` at every turn (ALFWorld's
+    exploring expert), or a plan, ``info["expert_actions"]`` on reset (FetchItem); the reactive
+    one wins where both are given. The response ids are the tokenised expert text plus the end-of-turn token, as a model that
     finishes its turn would generate them.
     """
     plans: dict[int, list[str]] = {}
@@ -34,10 +36,14 @@ def expert_responder(policy: Policy, protocol, thought_template: str = "Next ste
         for request in requests:
             if "expert_actions" in request.info:
                 plans[request.episode] = list(request.info["expert_actions"])
-            if request.episode not in plans:
-                raise ValueError("the env gave no info['expert_actions'] on reset; SFT needs an env with an expert plan")
-            plan = plans[request.episode]
-            action = plan.pop(0) if plan else "look"
+            if "expert_action" in request.info:
+                action = request.info["expert_action"]
+            elif request.episode in plans:
+                plan = plans[request.episode]
+                action = plan.pop(0) if plan else "look"
+            else:
+                raise ValueError("the env gave no info['expert_action'] nor info['expert_actions'] on reset; "
+                                 "SFT needs an env with an expert")
             text = protocol.format(action, thought=thought_template.format(action=action) if thought_template else "")
             ids = encode(policy, text) + [end_of_turn]
             samples.append(Sample(tuple(ids), (0.0,) * len(ids), text, "eos"))

@@ -63,7 +63,8 @@ def _sft_warm_start(config: TrainConfig, base: Path, out: Path) -> None:
     policy = load_policy(base, dtype=config.model.dtype)
     episodes = config.run.sft_expert_episodes
     envs = make_envs(config.env.env_id, min(ENVS_AT_ONCE, episodes), **config.env.train_kwargs)
-    tasks = [Task(seed=seed_for(config.run.seed, -1, k), options={"expert": True}) for k in range(episodes)]
+    tasks = [dataclasses.replace(task, options={**task.options, "expert": True})
+             for task in game_tasks(envs[0], episodes, first_seed=seed_for(config.run.seed, -1))]
     expert_config = dataclasses.replace(config.rollout, group_size=1)
     trajectories = expert_trajectories(policy, envs, tasks, expert_config)
     wins = sum(t.success for t in trajectories)
@@ -78,12 +79,18 @@ def _sft_warm_start(config: TrainConfig, base: Path, out: Path) -> None:
         env.close()
 
 
-def evaluation_tasks(env, episodes: int) -> list[Task]:
-    """One task per game for envs with a game list (deterministic order), else seeded scenes."""
+def game_tasks(env, episodes: int, first_seed: int) -> list[Task]:
+    """Tasks that visit an env's game list in order (cycling), or seeded scenes for envs without one."""
     games = getattr(env.unwrapped, "games", None)
     if games:
-        return [Task(options={"game_index": i}) for i in range(min(episodes, len(games)))]
-    return [Task(seed=EVAL_SEED_OFFSET + k) for k in range(episodes)]
+        return [Task(seed=first_seed + k, options={"game_index": k % len(games)}) for k in range(episodes)]
+    return [Task(seed=first_seed + k) for k in range(episodes)]
+
+
+def evaluation_tasks(env, episodes: int) -> list[Task]:
+    """One task per game for envs with a game list (at most one pass), else seeded scenes."""
+    games = getattr(env.unwrapped, "games", None)
+    return game_tasks(env, min(episodes, len(games)) if games else episodes, first_seed=EVAL_SEED_OFFSET)
 
 
 def evaluate_policy(policy: Policy, config: TrainConfig, *, progress: bool = False,

@@ -54,8 +54,20 @@ def test_sft_needs_an_expert_plan(tiny_policy):
     from stepopsd.rollout import TurnRequest
 
     respond = expert_responder(tiny_policy, make_envs(FETCH, 1)[0].unwrapped.protocol)
-    with pytest.raises(ValueError, match="expert_actions"):
+    with pytest.raises(ValueError, match="expert"):
         respond([TurnRequest(0, [1], "obs", {"task": "t"})])
+
+
+def test_a_reactive_expert_action_wins_over_the_plan(tiny_policy):
+    from stepopsd.sft import expert_responder
+    from stepopsd.rollout import TurnRequest
+
+    respond = expert_responder(tiny_policy, make_envs(FETCH, 1)[0].unwrapped.protocol)
+    [planned] = respond([TurnRequest(0, [1], "obs", {"expert_actions": ["look", "go to desk 1"]})])
+    [reactive] = respond([TurnRequest(0, [1], "obs", {"expert_action": "open drawer 1"})])
+    [planned_next] = respond([TurnRequest(0, [1], "obs", {})])
+    assert "<action>look</action>" in planned.text and "<action>open drawer 1</action>" in reactive.text
+    assert "<action>go to desk 1</action>" in planned_next.text
 
 
 def _success(policy, envs, tasks, config) -> float:

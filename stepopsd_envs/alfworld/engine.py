@@ -73,8 +73,13 @@ class AlfredEngine:
             self._env.load(str(game) if isinstance(game, Path) else game)
         self.game_path = game if isinstance(game, Path) else None
 
-    def reset(self) -> str:
-        """Restart the loaded game; returns the raw intro text."""
+    def reset(self, with_facts: bool = False) -> str:
+        """Restart the loaded game; returns the raw intro text.
+
+        ``with_facts`` adds the state's facts to every state of the episode (the exploring
+        expert reads them; they cost time, so only expert episodes ask).
+        """
+        self._pddl_env.request_infos.facts = with_facts
         with preserved_argv():
             self.state = self._env.reset()
         return self.state.feedback

@@ -7,7 +7,9 @@ by :mod:`stepopsd_envs.alfworld.generate`, or an explicit list of ``games``.
 Choosing the game of an episode (``reset``): ``options={"game": path}`` plays that file,
 ``options={"game_index": i}`` the i-th game of ``env.games``; otherwise a game is drawn uniformly
 with the env's ``np_random`` (so ``reset(seed=s)`` is reproducible). ``options={"expert": True}``
-(or ``expert_actions=True`` at construction) adds the walkthrough as ``info["expert_actions"]``.
+(or ``expert_actions=True`` at construction) adds the planner's walkthrough as ``info["expert_actions"]``
+and, at every turn, ``info["expert_action"]``: the next command of ALFWorld's hand-coded expert, which
+searches for objects instead of knowing where they are (see :mod:`stepopsd_envs.alfworld.expert`).
 
 ALFWorld conventions: 50 steps (``TimeLimit`` via the registry), terminated on a win, reward
 ``success_reward`` on the winning step and ``invalid_action_reward`` for a step the game did not
@@ -16,7 +18,7 @@ case-sensitively; anything else gives ``"Nothing happens."`` and ``info["valid_a
 Each game's own grammar defines its command format (``move X to Y`` or the older ``put X in/on Y``).
 
 Info keys beyond :class:`~stepopsd_envs.text_env.TextEnv`'s: ``game`` (path of the game file),
-``expert_actions`` (when asked). ``task_type`` is one of Pick, Look, Clean, Heat, Cool, PickTwo.
+``expert_actions`` and ``expert_action`` (when asked). ``task_type`` is one of Pick, Look, Clean, Heat, Cool, PickTwo.
 
 ``env.unwrapped.build_prompt()`` renders the verl-agent style user message for the next step from
 the env's own record of the episode (see :mod:`stepopsd_envs.alfworld.protocol`).
@@ -31,6 +33,7 @@ from typing import Any
 
 from stepopsd_envs.alfworld.engine import AlfredEngine, strip_banner, task_from_intro
 from stepopsd_envs.alfworld.evaluate import TABLE_COLUMNS
+from stepopsd_envs.alfworld.expert import ExploringExpert
 from stepopsd_envs.alfworld.games import official_games, ordered, task_type_of
 from stepopsd_envs.alfworld.generate import SceneConfig
 from stepopsd_envs.alfworld.protocol import HISTORY_LENGTH, build_alfworld_prompt
@@ -77,13 +80,16 @@ class ALFWorldEnv(TextEnv):
         self.expert_actions = expert_actions
         self.history: list[tuple[str, str]] = []
         self._task = ""
+        self._expert: ExploringExpert | None = None
 
     # -- TextEnv --------------------------------------------------------------------------
     def _start_episode(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         game_path = self._choose_game(options)
         if self._engine.game_path != game_path:  # same game again (GRPO groups): skip the re-parse
             self._engine.load(game_path)
-        observation = strip_banner(self._engine.reset())
+        expert = bool(options.get("expert", self.expert_actions))
+        intro = self._engine.reset(with_facts=expert)
+        observation = strip_banner(intro)
         self._task = task_from_intro(observation)
         self.history = []
         info: dict[str, Any] = {
@@ -93,8 +99,12 @@ class ALFWorldEnv(TextEnv):
             "game": str(game_path),
             "admissible_actions": self._engine.admissible_commands,
         }
-        if options.get("expert", self.expert_actions):
+        self._expert = None
+        if expert:
             info["expert_actions"] = self._engine.walkthrough
+            self._expert = ExploringExpert(game_path, seed=int(self.np_random.integers(2**31)))
+            self._expert.start(intro)
+            info["expert_action"] = self._expert.act(self._engine.state, "")
         return observation, info
 
     def _apply_action(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
@@ -105,6 +115,8 @@ class ALFWorldEnv(TextEnv):
         reward = self.success_reward if won else (0.0 if accepted else self.invalid_action_reward)
         info = {"valid_action": accepted, "won": won, "game": str(self._engine.game_path),
                 "admissible_actions": self._engine.admissible_commands}
+        if self._expert is not None:
+            info["expert_action"] = self._expert.act(self._engine.state, action)
         return observation, reward, won, info
 
     def _admissible_actions(self) -> list[str]:
