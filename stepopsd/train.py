@@ -35,7 +35,7 @@ from stepopsd.rollout import make_envs, rollout, rollout_stats
 from stepopsd.teacher import Teacher
 from stepopsd.trajectory import Trajectory, save_trajectories
 from stepopsd.training_setup import (
-    evaluate_policy, iteration_tasks, prepare_start_model, rank_share, seed_for,
+    evaluate_policy, iteration_tasks, make_eval_envs, prepare_start_model, rank_share, seed_for,
 )
 
 
@@ -86,6 +86,7 @@ def train(config: TrainConfig, out_dir: Path, *, resume: bool = False) -> dict:
     logger = MetricsLogger(out_dir, tensorboard=config.run.tensorboard, wandb_project=config.run.wandb_project) \
         if is_main else None
     summary: dict = {}
+    eval_envs = make_eval_envs(config) if is_main else []  # made once: rank 0 alone evaluates
     if checkpoint is not None:
         load_checkpoint(accelerator, checkpoint)
         teacher.snapshot_step = state.teacher_snapshot_step
@@ -93,7 +94,7 @@ def train(config: TrainConfig, out_dir: Path, *, resume: bool = False) -> dict:
             truncate_metrics(out_dir, state.iteration)
             print(f"resumed from {checkpoint.name} (iteration {state.iteration})")
     else:
-        summary["success_before"] = _evaluate(config, policy, accelerator, logger, iteration=0)
+        summary["success_before"] = _evaluate(config, policy, accelerator, logger, eval_envs, iteration=0)
 
     num_tasks = config.run.tasks_per_iteration
     envs = make_envs(config.env.env_id, rank_share(num_tasks, accelerator) * config.rollout.group_size,
@@ -134,13 +135,15 @@ def train(config: TrainConfig, out_dir: Path, *, resume: bool = False) -> dict:
             if config.run.save_trajectories_every and iteration % config.run.save_trajectories_every == 0:
                 _dump_trajectories(out_dir, iteration, trajectories, credit)
         if config.run.eval_every and iteration % config.run.eval_every == 0 and iteration < config.run.iterations:
-            _evaluate(config, policy, accelerator, logger, iteration)
+            _evaluate(config, policy, accelerator, logger, eval_envs, iteration)
         if iteration == config.run.iterations or (
                 config.run.checkpoint_every and iteration % config.run.checkpoint_every == 0):
             save_checkpoint(accelerator, out_dir, iteration, {"optimizer_step": state.optimizer_step},
                             keep_last=config.run.keep_checkpoints)
 
-    summary["success_after"] = _evaluate(config, policy, accelerator, logger, config.run.iterations)
+    summary["success_after"] = _evaluate(config, policy, accelerator, logger, eval_envs, config.run.iterations)
+    for env in envs + eval_envs:
+        env.close()
     summary["replica_checksums"] = _replica_checksums(model, accelerator)
     if is_main:
         final = out_dir / "final_model"
@@ -189,16 +192,18 @@ def _update(config: TrainConfig, model, optimizer, teacher: Teacher, batch: Poli
 def _micro_loss(config: TrainConfig, model, batch: PolicyBatch, rows: torch.Tensor, ref_logprobs, temperature: float,
                 num_tokens: float):
     device = next(model.parameters()).device
-    input_ids = batch.input_ids[rows].to(device)  # [r, L]
-    logits = model(input_ids=input_ids, attention_mask=batch.attention_mask[rows].to(device),
-                   use_cache=False).logits / temperature  # [r, L, V]
+    micro = batch.select(rows)  # window-mode rows differ in length: drop the padding beyond the longest
+    input_ids = micro.input_ids.to(device)  # [r, L']
+    logits = model(input_ids=input_ids, attention_mask=micro.attention_mask.to(device),
+                   use_cache=False).logits / temperature  # [r, L', V]
+    width = input_ids.shape[1]
     return policy_loss(
         token_logprobs(logits, input_ids),
-        batch.behaviour_logprobs[rows].to(device),
-        batch.advantages[rows].to(device),
-        batch.trainable_mask[rows].to(device),
+        micro.behaviour_logprobs.to(device),
+        micro.advantages.to(device),
+        micro.trainable_mask.to(device),
         clip_ratio=config.optim.clip_ratio,
-        ref_logprobs=None if ref_logprobs is None else ref_logprobs[rows].to(device),
+        ref_logprobs=None if ref_logprobs is None else ref_logprobs[rows, :width].to(device),
         kl_coef=config.optim.kl_coef,
         entropy=token_entropy(logits) if config.optim.entropy_coef > 0 else None,
         entropy_coef=config.optim.entropy_coef,
@@ -236,11 +241,12 @@ def _reduce(metrics: dict[str, float], accelerator) -> dict[str, float]:
     return {**metrics, **dict(zip(shared, reduced))}
 
 
-def _evaluate(config: TrainConfig, policy: Policy, accelerator, logger, iteration: int) -> dict[str, float]:
+def _evaluate(config: TrainConfig, policy: Policy, accelerator, logger, eval_envs: list,
+              iteration: int) -> dict[str, float]:
     accelerator.wait_for_everyone()
     table: dict[str, float] = {}
     if accelerator.is_main_process:
-        table = evaluate_policy(policy, config, progress=config.run.progress)
+        table = evaluate_policy(policy, config, envs=eval_envs, progress=config.run.progress)
         logger.log(iteration, {f"eval/success/{k}": v for k, v in table.items()} | {"eval/success": table["All"]})
         print(f"eval @ iteration {iteration}: " + "  ".join(f"{k} {v:.1f}" for k, v in table.items()), flush=True)
     accelerator.wait_for_everyone()

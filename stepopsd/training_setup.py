@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 from stepopsd.config import TrainConfig
@@ -93,10 +94,15 @@ def evaluation_tasks(env, episodes: int) -> list[Task]:
     return game_tasks(env, min(episodes, len(games)) if games else episodes, first_seed=EVAL_SEED_OFFSET)
 
 
-def evaluate_policy(policy: Policy, config: TrainConfig, *, progress: bool = False,
+def make_eval_envs(config: TrainConfig) -> list:
+    """The evaluation envs; make them once and pass them to every evaluation (an ALFWorld env holds an engine)."""
+    return make_envs(config.env.env_id, min(ENVS_AT_ONCE, config.env.eval_episodes), **config.env.eval_kwargs)
+
+
+def evaluate_policy(policy: Policy, config: TrainConfig, *, envs: Sequence | None = None, progress: bool = False,
                     sampling: SamplingConfig | None = None) -> dict[str, float]:
     """Greedy success table (%) of ``policy`` on the eval env, in the env's column order."""
-    trajectories = play_evaluation(policy, config, sampling=sampling, progress=progress)
+    trajectories = play_evaluation(policy, config, envs=envs, sampling=sampling, progress=progress)
     return success_table(trajectories, table_columns(config.env.env_id))
 
 
@@ -105,14 +111,16 @@ def table_columns(env_id: str) -> list[str]:
     return [c for c in getattr(env_class(env_id), "table_columns", ()) if c != "All"]
 
 
-def play_evaluation(policy: Policy, config: TrainConfig, *, sampling: SamplingConfig | None = None,
-                    progress: bool = False) -> list[Trajectory]:
-    """The evaluation episodes (greedy by default), ENVS_AT_ONCE envs at a time."""
-    envs = make_envs(config.env.env_id, min(ENVS_AT_ONCE, config.env.eval_episodes), **config.env.eval_kwargs)
+def play_evaluation(policy: Policy, config: TrainConfig, *, envs: Sequence | None = None,
+                    sampling: SamplingConfig | None = None, progress: bool = False) -> list[Trajectory]:
+    """The evaluation episodes (greedy by default) through ``envs`` (made and closed here when None)."""
+    own_envs = envs is None
+    envs = make_eval_envs(config) if own_envs else envs
     tasks = evaluation_tasks(envs[0], config.env.eval_episodes)
     greedy = dataclasses.replace(config.rollout.sampling, temperature=0.0)
     eval_config = dataclasses.replace(config.rollout, group_size=1, sampling=sampling or greedy)
     trajectories = rollout_in_chunks(policy, envs, tasks, eval_config, progress=progress)
-    for env in envs:
-        env.close()
+    if own_envs:
+        for env in envs:
+            env.close()
     return trajectories
