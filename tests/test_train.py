@@ -149,6 +149,18 @@ def test_unknown_config_field_is_a_clear_error():
         load_train_config("test-fetch", {"algorithm.name": "ppo"})
 
 
+@pytest.mark.parametrize("name", ["quickstart", "quickstart-alfworld", "alfworld-qwen2.5-3b", "searchqa-qwen2.5-3b",
+                                  "test-fetch"])
+def test_shipped_configs_resolve_and_name_real_env_options(name):
+    import inspect
+
+    from stepopsd_envs.plugins import env_class
+
+    config = load_train_config(name, {})
+    accepted = set(inspect.signature(env_class(config.env.env_id)).parameters) | {"max_episode_steps"}
+    assert set(config.env.train_kwargs) <= accepted and set(config.env.eval_kwargs) <= accepted
+
+
 def test_option_help_shows_the_defaults_of_the_whole_tree():
     from stepopsd.configtree import leaf_fields
 
