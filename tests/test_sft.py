@@ -89,3 +89,20 @@ def test_sft_makes_the_tiny_model_win_held_out_episodes(tiny_policy):
     sft(tiny_policy, train, SFTConfig(steps=300, batch_rows=64, lr=3e-3))
     after = _success(tiny_policy, envs, held_out, config)
     assert after >= before + 0.3, (before, after)
+
+
+@pytest.mark.slow
+def test_sft_on_the_exploring_expert_makes_the_tiny_model_win_held_out_alfworld_games(tmp_path):
+    """quickstart-alfworld's warm start (about 18 minutes on 2 cores): 300 generated Heat/Cool games in
+    small rooms, ALFWorld's exploring expert, 600 SFT steps. Measured: 0% -> 47% greedy on 36 held-out
+    games (the same recipe cloning the planner's walkthrough stayed at 0%)."""
+    from accelerate import Accelerator
+
+    from stepopsd.config import load_train_config
+    from stepopsd.training_setup import evaluate_policy, prepare_start_model
+
+    config = load_train_config("quickstart-alfworld", {"run.progress": False})
+    start = prepare_start_model(config, tmp_path, Accelerator(cpu=True), fresh_run=True)
+    before = evaluate_policy(load_policy(tmp_path / "tiny_model"), config)["All"]
+    after = evaluate_policy(load_policy(start), config)["All"]
+    assert after >= before + 25.0, (before, after)
