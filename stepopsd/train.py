@@ -247,9 +247,9 @@ def _evaluate(config: TrainConfig, policy: Policy, accelerator, logger, eval_env
     table: dict[str, float] = {}
     if accelerator.is_main_process:
         table = evaluate_policy(policy, config, envs=eval_envs, progress=config.run.progress)
-        played = {k: v for k, v in table.items() if v == v}  # NaN: a task type the eval split does not hold
-        logger.log(iteration, {f"eval/success/{k}": v for k, v in played.items()} | {"eval/success": table["All"]})
-        print(f"eval @ iteration {iteration}: " + "  ".join(f"{k} {v:.1f}" for k, v in played.items()), flush=True)
+        table = {k: v for k, v in table.items() if v == v}  # NaN: a task type the eval split does not hold
+        logger.log(iteration, {f"eval/success/{k}": v for k, v in table.items()} | {"eval/success": table["All"]})
+        print(f"eval @ iteration {iteration}: " + "  ".join(f"{k} {v:.1f}" for k, v in table.items()), flush=True)
     accelerator.wait_for_everyone()
     return table
 
