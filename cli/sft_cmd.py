@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +24,8 @@ def register(app: typer.Typer) -> None:
         lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
         context_mode: Annotated[str, typer.Option(help="full or window (as the later rollouts).")] = "full",
         history_steps: Annotated[int, typer.Option(help="Window mode: steps of history per prompt.")] = 3,
+        show_admissible_actions: Annotated[bool, typer.Option(
+            help="List the admissible actions after the current observation (as the later rollouts).")] = False,
         seed: Annotated[int, typer.Option(help="Seed of the first episode and of the batches.")] = 0,
     ) -> None:
         """Replay EPISODES expert episodes, fine-tune on their generated tokens, save to OUT."""
@@ -31,18 +34,21 @@ def register(app: typer.Typer) -> None:
         from stepopsd.policy import load_policy
         from stepopsd.rollout import RolloutConfig, Task
         from stepopsd.sft import SFTConfig, expert_trajectories, save_policy, sft
+        from stepopsd.training_setup import ENVS_AT_ONCE, game_tasks
 
         if context_mode not in ("full", "window"):
             fail(f"--context-mode must be full or window, got {context_mode!r}")
-        envs = [make_env(env) for _ in range(min(episodes, 32))]  # episodes are played 32 at a time
+        envs = [make_env(env) for _ in range(min(episodes, ENVS_AT_ONCE))]
         try:
             policy = load_policy(model)
         except OSError as error:
             fail(f"could not load a model from {model}: {error}")
-        tasks = [Task(seed=seed + i, options={"expert": True}) for i in range(episodes)]
+        tasks = [dataclasses.replace(task, options={**task.options, "expert": True})
+                 for task in game_tasks(envs[0], episodes, first_seed=seed)]
         try:
-            trajectories = expert_trajectories(
-                policy, envs, tasks, RolloutConfig(context_mode=context_mode, history_steps=history_steps))
+            rollout_config = RolloutConfig(context_mode=context_mode, history_steps=history_steps,
+                                           show_admissible_actions=show_admissible_actions)
+            trajectories = expert_trajectories(policy, envs, tasks, rollout_config)
         except ValueError as error:
             fail(str(error))
         winners = [t for t in trajectories if t.success]

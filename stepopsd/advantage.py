@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from stepopsd.config import STEP_BUDGETS, WEIGHT_FNS
+from stepopsd.choices import STEP_BUDGETS, WEIGHT_FNS
 
 STD_EPS = 1e-6  # ALGORITHM.md step 1: (R - mean) / (std + 1e-6)
 BUDGET_EPS = 1e-6  # ALGORITHM.md step 8: m_bar / (m_k + 1e-6)

@@ -13,18 +13,12 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from stepopsd.choices import (  # the values the string fields below accept
+    ALGORITHM_NAMES, CONTEXT_MODES, OVERFLOW_POLICIES, SPAN_MODES, STEP_BUDGETS, TEACHER_MODES, WEIGHT_FNS,
+)
 from stepopsd.configtree import ConfigError, config_to_dict, resolve_config, to_toml
 from stepopsd.hindsight import HINDSIGHT_MODES
 from stepopsd.tiny import TinyModelSpec
-
-# The values the string fields below accept (HINDSIGHT_MODES: hindsight.py, torch-free).
-ALGORITHM_NAMES = ("grpo", "stepopsd", "rlsd", "opd")  # the keys of credit.ADVANTAGE_METHODS
-WEIGHT_FNS = ("sigmoid", "exp")
-STEP_BUDGETS = ("equal_step_mean_abs", "none")
-SPAN_MODES = ("action_only", "clean_step", "final_answer_only", "whole_response")
-TEACHER_MODES = ("stale", "live")
-CONTEXT_MODES = ("full", "window")
-OVERFLOW_POLICIES = ("truncate_history", "end_episode")
 
 
 @dataclass(frozen=True)

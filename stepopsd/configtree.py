@@ -35,7 +35,7 @@ class ConfigError(ValueError):
     """A config file or override names an unknown field or holds a value of the wrong type."""
 
 
-def leaf_fields(cls: type, prefix: str = "", defaults: object = None) -> list[tuple[str, type, str, object]]:
+def leaf_fields(cls: type, prefix: str = "", defaults: object | None = None) -> list[tuple[str, type, str, object]]:
     """``(dotted_path, type, help, default)`` of every leaf of a config tree class.
 
     Defaults are those of the tree (``TrainConfig().rollout.group_size``), not of the

@@ -16,6 +16,7 @@ trajectory's metadata. An env exception ends only that episode (truncated, error
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -282,14 +283,16 @@ def rollout_in_chunks(policy: Policy, envs: Sequence[gymnasium.Env], tasks: Sequ
                       respond: Responder | None = None, progress: bool = False) -> list[Trajectory]:
     """:func:`rollout` of any number of tasks through a fixed set of envs, as many tasks at a time as they hold.
 
-    Group ids are the tasks' indices, as one call to :func:`rollout` would give them.
+    Group ids are the tasks' indices, as one call to :func:`rollout` would give them; each chunk
+    samples with its own seed (``config.seed`` + its first task's index).
     """
     per_call = len(envs) // config.group_size
     if per_call == 0:
         raise ValueError(f"a group of {config.group_size} needs at least {config.group_size} envs, got {len(envs)}")
     trajectories: list[Trajectory] = []
     for start in range(0, len(tasks), per_call):
-        trajectories += rollout(policy, envs, tasks[start:start + per_call], config, first_group_id=start,
+        chunk_config = dataclasses.replace(config, seed=config.seed + start)
+        trajectories += rollout(policy, envs, tasks[start:start + per_call], chunk_config, first_group_id=start,
                                 respond=respond, progress=progress)
     return trajectories
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from stepopsd.config import SPAN_MODES
+from stepopsd.choices import SPAN_MODES
 from stepopsd.trajectory import SpanKind, Step, Trajectory
 
 # token kind codes of token_kinds(); NOT_GENERATED covers prompt, observation and padding

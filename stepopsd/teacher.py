@@ -17,7 +17,7 @@ import copy
 
 import torch
 
-from stepopsd.config import TEACHER_MODES
+from stepopsd.choices import TEACHER_MODES
 
 
 def refresh_due(optimizer_step: int, snapshot_step: int, refresh_steps: int) -> bool:

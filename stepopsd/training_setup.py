@@ -7,6 +7,8 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
+import gymnasium
+
 from stepopsd.config import TrainConfig
 from stepopsd.evaluate import success_table
 from stepopsd.policy import Policy, SamplingConfig, load_policy
@@ -81,10 +83,16 @@ def _sft_warm_start(config: TrainConfig, base: Path, out: Path) -> None:
 
 
 def game_tasks(env, episodes: int, first_seed: int) -> list[Task]:
-    """Tasks that visit an env's game list in order (cycling), or seeded scenes for envs without one."""
+    """Tasks over an env's game list, spread evenly over it (cycling when there are more episodes
+    than games), or seeded scenes for envs without a list.
+
+    Game lists are sorted by path, i.e. grouped by task type: taking the first N games would
+    leave whole task types out.
+    """
     games = getattr(env.unwrapped, "games", None)
     if games:
-        return [Task(seed=first_seed + k, options={"game_index": k % len(games)}) for k in range(episodes)]
+        spread = (lambda k: k * len(games) // episodes) if episodes <= len(games) else (lambda k: k % len(games))
+        return [Task(seed=first_seed + k, options={"game_index": spread(k)}) for k in range(episodes)]
     return [Task(seed=first_seed + k) for k in range(episodes)]
 
 
@@ -94,12 +102,12 @@ def evaluation_tasks(env, episodes: int) -> list[Task]:
     return game_tasks(env, min(episodes, len(games)) if games else episodes, first_seed=EVAL_SEED_OFFSET)
 
 
-def make_eval_envs(config: TrainConfig) -> list:
+def make_eval_envs(config: TrainConfig) -> list[gymnasium.Env]:
     """The evaluation envs; make them once and pass them to every evaluation (an ALFWorld env holds an engine)."""
     return make_envs(config.env.env_id, min(ENVS_AT_ONCE, config.env.eval_episodes), **config.env.eval_kwargs)
 
 
-def evaluate_policy(policy: Policy, config: TrainConfig, *, envs: Sequence | None = None, progress: bool = False,
+def evaluate_policy(policy: Policy, config: TrainConfig, *, envs: Sequence[gymnasium.Env] | None = None, progress: bool = False,
                     sampling: SamplingConfig | None = None) -> dict[str, float]:
     """Greedy success table (%) of ``policy`` on the eval env, in the env's column order."""
     trajectories = play_evaluation(policy, config, envs=envs, sampling=sampling, progress=progress)
@@ -111,7 +119,7 @@ def table_columns(env_id: str) -> list[str]:
     return [c for c in getattr(env_class(env_id), "table_columns", ()) if c != "All"]
 
 
-def play_evaluation(policy: Policy, config: TrainConfig, *, envs: Sequence | None = None,
+def play_evaluation(policy: Policy, config: TrainConfig, *, envs: Sequence[gymnasium.Env] | None = None,
                     sampling: SamplingConfig | None = None, progress: bool = False) -> list[Trajectory]:
     """The evaluation episodes (greedy by default) through ``envs`` (made and closed here when None)."""
     own_envs = envs is None

@@ -173,7 +173,8 @@ def test_no_gradient_flows_into_delta():
 
 def test_algorithm_modules_do_not_import_transformers():
     code = ("import sys, stepopsd.advantage, stepopsd.segment, stepopsd.loss, stepopsd.hindsight, stepopsd.batch; "
-            "assert 'transformers' not in sys.modules and 'accelerate' not in sys.modules")
+            "assert 'transformers' not in sys.modules and 'accelerate' not in sys.modules; "
+            "assert 'stepopsd.config' not in sys.modules, 'the pure stages import their choices, not the config'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -111,6 +111,18 @@ def test_exploring_expert_searches_and_wins_without_knowing_where_things_are(env
     assert play_exploring_expert(env, generated[0], seed=0) == play_exploring_expert(env, generated[0], seed=0)
 
 
+def test_expert_action_survives_an_unparseable_output_and_needs_an_alfworld_folder(env, generated, tmp_path):
+    _, info = env.reset(options={"game": generated[0], "expert": True})
+    _, _, _, _, after_garbage = env.step("no tags at all")
+    assert not after_garbage["valid_action"] and after_garbage["expert_action"] == info["expert_action"]
+    task_folder = generated[0].parents[1].name.split("-")[0] + "-mine"  # not ALFWorld's full folder naming
+    renamed = tmp_path / task_folder / "trial" / "game.tw-pddl"
+    renamed.parent.mkdir(parents=True)
+    renamed.write_bytes(generated[0].read_bytes())
+    _, info = env.reset(options={"game": renamed, "expert": True})
+    assert info["expert_actions"] and "expert_action" not in info  # the walkthrough only
+
+
 def test_expert_task_parameters_come_from_the_task_folder_name():
     from stepopsd_envs.alfworld.expert import task_params_of
 
@@ -119,6 +131,8 @@ def test_expert_task_parameters_come_from_the_task_folder_name():
     assert (heat["object_target"], heat["parent_target"], heat["mrecep_target"]) == ("apple", "diningtable", "")
     look = task_params_of(Path("look_at_obj_in_light-AlarmClock-None-DeskLamp-301/trial_T2/game.tw-pddl"))
     assert look["toggle_target"] == "desklamp"
+    with pytest.raises(ValueError, match="not named like ALFWorld's"):
+        task_params_of(Path("games/mine/game.tw-pddl"))
 
 
 def test_info_names_task_type_and_game(env, generated):

@@ -5,7 +5,7 @@ import torch
 from torch.testing import assert_close
 
 from algo_fixtures import byte_ids, make_group, tiny_qwen3, with_model_behaviour
-from stepopsd.config import ALGORITHM_NAMES
+from stepopsd.choices import ALGORITHM_NAMES
 from stepopsd.credit import ADVANTAGE_METHODS, AlgorithmConfig, compute_advantages
 
 

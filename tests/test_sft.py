@@ -49,7 +49,7 @@ def test_sft_lowers_the_loss_and_saves_a_reloadable_model(tiny_policy, tmp_path)
                            generated_token_nll(tiny_policy, sft_batch(tiny_policy, trajectories[:2])))
 
 
-def test_sft_needs_an_expert_plan(tiny_policy):
+def test_sft_needs_an_expert(tiny_policy):
     from stepopsd.sft import expert_responder
     from stepopsd.rollout import TurnRequest
 
@@ -63,11 +63,12 @@ def test_a_reactive_expert_action_wins_over_the_plan(tiny_policy):
     from stepopsd.rollout import TurnRequest
 
     respond = expert_responder(tiny_policy, make_envs(FETCH, 1)[0].unwrapped.protocol)
-    [planned] = respond([TurnRequest(0, [1], "obs", {"expert_actions": ["look", "go to desk 1"]})])
-    [reactive] = respond([TurnRequest(0, [1], "obs", {"expert_action": "open drawer 1"})])
-    [planned_next] = respond([TurnRequest(0, [1], "obs", {})])
-    assert "<action>look</action>" in planned.text and "<action>open drawer 1</action>" in reactive.text
-    assert "<action>go to desk 1</action>" in planned_next.text
+    reset_infos = [{"expert_actions": ["look", "go to desk 1"]},  # a plan only (FetchItem)
+                   {"expert_actions": ["go to desk 1"], "expert_action": "go to shelf 1"}]  # both (ALFWorld)
+    first = respond([TurnRequest(e, [1], "obs", info) for e, info in enumerate(reset_infos)])
+    second = respond([TurnRequest(0, [1], "obs", {}), TurnRequest(1, [1], "obs", {"expert_action": "open shelf 1"})])
+    assert ["<action>look</action>" in first[0].text, "<action>go to desk 1</action>" in second[0].text] == [True, True]
+    assert "<action>go to shelf 1</action>" in first[1].text and "<action>open shelf 1</action>" in second[1].text
 
 
 def _success(policy, envs, tasks, config) -> float:
@@ -106,3 +107,16 @@ def test_sft_on_the_exploring_expert_makes_the_tiny_model_win_held_out_alfworld_
     before = evaluate_policy(load_policy(tmp_path / "tiny_model"), config)["All"]
     after = evaluate_policy(load_policy(start), config)["All"]
     assert after >= before + 25.0, (before, after)
+
+
+def test_sft_command_trains_on_window_prompts_and_saves(tiny_model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from stepopsd_cli.app import app
+
+    out = tmp_path / "sft"
+    result = CliRunner().invoke(app, ["sft", "--model", str(tiny_model_dir), "--env", FETCH, "--out", str(out),
+                                      "--episodes", "6", "--steps", "3", "--batch-rows", "8", "--context-mode",
+                                      "window", "--history-steps", "1", "--show-admissible-actions"])
+    assert result.exit_code == 0, result.output
+    assert "6/6 expert episodes won" in result.output and (out / "config.json").is_file()

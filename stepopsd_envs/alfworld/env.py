@@ -18,7 +18,8 @@ case-sensitively; anything else gives ``"Nothing happens."`` and ``info["valid_a
 Each game's own grammar defines its command format (``move X to Y`` or the older ``put X in/on Y``).
 
 Info keys beyond :class:`~stepopsd_envs.text_env.TextEnv`'s: ``game`` (path of the game file),
-``expert_actions`` and ``expert_action`` (when asked). ``task_type`` is one of Pick, Look, Clean, Heat, Cool, PickTwo.
+``expert_actions`` and ``expert_action`` (when asked; ``expert_action`` only for games the hand-coded
+expert knows: task folders named like ALFWorld's). ``task_type`` is one of Pick, Look, Clean, Heat, Cool, PickTwo.
 
 ``env.unwrapped.build_prompt()`` renders the verl-agent style user message for the next step from
 the env's own record of the episode (see :mod:`stepopsd_envs.alfworld.protocol`).
@@ -35,7 +36,7 @@ from stepopsd_envs.alfworld.engine import AlfredEngine, strip_banner, task_from_
 from stepopsd_envs.alfworld.evaluate import TABLE_COLUMNS
 from stepopsd_envs.alfworld.expert import ExploringExpert
 from stepopsd_envs.alfworld.games import official_games, ordered, task_type_of
-from stepopsd_envs.alfworld.generate import SceneConfig
+from stepopsd_envs.alfworld.generate import SceneConfig, generated_games
 from stepopsd_envs.alfworld.protocol import HISTORY_LENGTH, build_alfworld_prompt
 from stepopsd_envs.protocol import TagProtocol
 from stepopsd_envs.text_env import TextEnv
@@ -81,6 +82,7 @@ class ALFWorldEnv(TextEnv):
         self.history: list[tuple[str, str]] = []
         self._task = ""
         self._expert: ExploringExpert | None = None
+        self._expert_action = ""  # the expert's last suggestion (the game state it answers has not moved since)
 
     # -- TextEnv --------------------------------------------------------------------------
     def _start_episode(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -88,7 +90,8 @@ class ALFWorldEnv(TextEnv):
         if self._engine.game_path != game_path:  # same game again (GRPO groups): skip the re-parse
             self._engine.load(game_path)
         expert = bool(options.get("expert", self.expert_actions))
-        intro = self._engine.reset(with_facts=expert)
+        self._expert = _exploring_expert(game_path, self.np_random) if expert else None
+        intro = self._engine.reset(with_facts=self._expert is not None)
         observation = strip_banner(intro)
         self._task = task_from_intro(observation)
         self.history = []
@@ -99,12 +102,11 @@ class ALFWorldEnv(TextEnv):
             "game": str(game_path),
             "admissible_actions": self._engine.admissible_commands,
         }
-        self._expert = None
+        self._expert_action = ""
         if expert:
             info["expert_actions"] = self._engine.walkthrough
-            self._expert = ExploringExpert(game_path, seed=int(self.np_random.integers(2**31)))
-            self._expert.start(intro)
-            info["expert_action"] = self._expert.act(self._engine.state, "")
+        if self._expert is not None:
+            self._expert_action = info["expert_action"] = self._expert.act(self._engine.state, "")
         return observation, info
 
     def _apply_action(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
@@ -116,7 +118,7 @@ class ALFWorldEnv(TextEnv):
         info = {"valid_action": accepted, "won": won, "game": str(self._engine.game_path),
                 "admissible_actions": self._engine.admissible_commands}
         if self._expert is not None:
-            info["expert_action"] = self._expert.act(self._engine.state, action)
+            self._expert_action = info["expert_action"] = self._expert.act(self._engine.state, action)
         return observation, reward, won, info
 
     def _admissible_actions(self) -> list[str]:
@@ -127,6 +129,8 @@ class ALFWorldEnv(TextEnv):
         observation_before = self._last_observation
         observation, reward, terminated, truncated, info = super().step(action)
         self.history.append((observation_before, info["action"]))
+        if self._expert is not None and "expert_action" not in info:  # unparseable output: the game did not move
+            info["expert_action"] = self._expert_action
         return observation, reward, terminated, truncated, info
 
     # -- agent protocol -------------------------------------------------------------------
@@ -155,6 +159,14 @@ class ALFWorldEnv(TextEnv):
         return self.games[int(self.np_random.integers(len(self.games)))]
 
 
+def _exploring_expert(game_path: Path, np_random) -> ExploringExpert | None:
+    """ALFWorld's hand-coded expert for this game, or None where it cannot play it (the walkthrough remains)."""
+    try:
+        return ExploringExpert(game_path, seed=int(np_random.integers(2**31)))
+    except ValueError:  # a task folder not named like ALFWorld's, or a task type it does not know
+        return None
+
+
 def _select_games(
     split: str,
     data_dir: str | os.PathLike | None,
@@ -173,8 +185,6 @@ def _select_games(
             raise ValueError("games must name at least one game.tw-pddl file")
         return ordered([Path(game) for game in games], shuffle_seed)
     if split == "generated":
-        from stepopsd_envs.alfworld.generate import generated_games
-
         paths = generated_games(generated_per_type, seed=generator_seed, cache_dir=cache_dir, task_types=task_types,
                                 config=scene, engine=engine)
         return ordered(paths, shuffle_seed)

@@ -5,7 +5,7 @@ straight there; a policy imitating it has to guess the hidden location and never
 to do after a wrong guess. ALFWorld's hand-coded expert (``HandCodedTWAgent``, the expert of
 ALFWorld's DAgger training) searches receptacles that can hold the object, opens closed ones,
 remembers what it saw and recovers, so its episodes teach searching. It is not always right
-(it fails some PickTwo games); SFT keeps only won episodes.
+(it fails some PickTwo and Look games); SFT keeps only won episodes.
 
 ALFWorld builds it from a ``traj_data.json`` beside the game; the task parameters it reads
 are all in the game folder's name (``pick_heat_then_place_in_recep-Apple-None-Fridge-17``),
@@ -15,13 +15,23 @@ so official and generated games work without that file.
 from __future__ import annotations
 
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
+_SHARED_RANDOM = threading.Lock()  # guards the swap of alfworld's module-level `random` (see act)
+
 
 def task_params_of(game_path: Path) -> dict[str, Any]:
-    """The hand-coded expert's task parameters from a game's task folder name."""
-    task_type, object_type, movable_type, target_type = game_path.parent.parent.name.split("-")[:4]
+    """The hand-coded expert's task parameters from a game's task folder name.
+
+    Raises ValueError for a folder not named like ALFWorld's (``{task type}-{Object}-{Mrecep}-{Target}-{n}``).
+    """
+    parts = game_path.parent.parent.name.split("-")
+    if len(parts) < 5:
+        raise ValueError(f"{game_path}: the task folder is not named like ALFWorld's "
+                         "'{task type}-{Object}-{Mrecep}-{Target}-{n}'")
+    task_type, object_type, movable_type, target_type = parts[:4]
     lower = str.lower
     return {
         "task_type": task_type,
@@ -36,23 +46,27 @@ def task_params_of(game_path: Path) -> dict[str, Any]:
 class ExploringExpert:
     """Next action of ALFWorld's hand-coded expert, step by step, from the engine's state.
 
-    >>> expert = ExploringExpert(game_path, seed=0)       # doctest: +SKIP
-    >>> expert.start(raw_intro); expert.act(state, "")   # doctest: +SKIP
+    The first call, with ``last_command=""``, reads the game's intro (TextWorld's banner included:
+    the expert finds the room's receptacles after "Welcome").
+
+    >>> expert = ExploringExpert(game_path, seed=0)   # doctest: +SKIP
+    >>> expert.act(engine.state, "")                  # doctest: +SKIP
     'go to countertop 1'
     """
 
     def __init__(self, game_path: Path, seed: int, max_steps: int = 200) -> None:
+        """Raises ValueError for games whose task the hand-coded expert does not know."""
         from alfworld.agents.expert.handcoded_expert_tw import HandCodedTWAgent
 
         params = task_params_of(game_path)
         self._agent = HandCodedTWAgent(max_steps=max_steps)
+        try:
+            policy_class = self._agent.get_task_policy(params)
+        except Exception as error:  # alfworld raises a bare Exception("Invalid Task Type: ...")
+            raise ValueError(f"{game_path}: no hand-coded expert for task type {params['task_type']!r}") from error
         self._agent.task_params = params
-        self._agent.policy = self._agent.get_task_policy(params)(params, max_steps=max_steps)
+        self._agent.policy = policy_class(params, max_steps=max_steps)
         self._rng = random.Random(seed)
-
-    def start(self, raw_intro: str) -> None:
-        """Read the game's intro (with TextWorld's banner: the expert looks for 'Welcome')."""
-        self._agent.observe(raw_intro)
 
     def act(self, state, last_command: str) -> str:
         """The next command given the engine's state (with facts) after ``last_command``."""
@@ -60,12 +74,14 @@ class ExploringExpert:
         from alfworld.agents.expert.handcoded_expert import HandCodedAgentFailed, HandCodedAgentTimeout
 
         # The expert draws from the module-level `random`; a private generator per episode keeps
-        # expert episodes reproducible without touching the process's global random state.
-        shared, handcoded_expert.random = handcoded_expert.random, self._rng
-        try:
-            command = self._agent.act(state, 0, state["won"], last_command)
-        except (HandCodedAgentTimeout, HandCodedAgentFailed):  # the expert gave up
-            return "look"
-        finally:
-            handcoded_expert.random = shared
+        # expert episodes reproducible without touching the process's global random state. Envs
+        # may step in worker threads, hence the lock around the swap.
+        with _SHARED_RANDOM:
+            shared, handcoded_expert.random = handcoded_expert.random, self._rng
+            try:
+                command = self._agent.act(state, 0, state["won"], last_command)
+            except (HandCodedAgentTimeout, HandCodedAgentFailed):  # the expert gave up
+                return "look"
+            finally:
+                handcoded_expert.random = shared
         return command if command in state["admissible_commands"] else "look"
