@@ -1,4 +1,4 @@
-"""SFT warm start: expert plans replayed through the env, rendered exactly as rollouts are, then
+"""SFT warm start: expert episodes played through the env, rendered exactly as rollouts are, then
 supervised fine-tuning with the loss on generated (thought + action) tokens only.
 
 The expert trajectories come out of :func:`stepopsd.rollout.rollout` itself, with a scripted
