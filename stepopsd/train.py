@@ -215,13 +215,14 @@ def _micro_loss(config: TrainConfig, model, batch: PolicyBatch, rows: torch.Tens
 def _row_logprobs(model, batch: PolicyBatch, temperature: float, rows_per_pass: int = 8) -> torch.Tensor:
     """Log-probs [R, L] of every row's tokens under ``model`` (the KL reference)."""
     device = next(model.parameters()).device
-    chunks = []
+    logprobs = torch.zeros(batch.input_ids.shape)  # [R, L]
     for rows in torch.arange(batch.num_rows).split(rows_per_pass):
-        input_ids = batch.input_ids[rows].to(device)
-        logits = model(input_ids=input_ids, attention_mask=batch.attention_mask[rows].to(device),
+        chunk = batch.select(rows)  # as in the policy's micro-batches: no forward over padding
+        input_ids = chunk.input_ids.to(device)  # [r, L']
+        logits = model(input_ids=input_ids, attention_mask=chunk.attention_mask.to(device),
                        use_cache=False).logits / temperature
-        chunks.append(token_logprobs(logits, input_ids).cpu())
-    return torch.cat(chunks)
+        logprobs[rows, :input_ids.shape[1]] = token_logprobs(logits, input_ids).cpu()
+    return logprobs
 
 
 def _per_type(trajectories: list[Trajectory]) -> dict[str, float]:
