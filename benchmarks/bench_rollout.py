@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--model", default=None, help="model folder (default: build the tiny model)")
+    parser.add_argument("--context-mode", choices=["full", "window"], default="full",
+                        help="full conversation (prompts grow every turn) or a window of the last step")
     args = parser.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -50,10 +52,12 @@ def main() -> None:
 
     model_dir = args.model or build_tiny_model(tempfile.mkdtemp(prefix="bench-tiny-"))
     policy = load_policy(model_dir)
-    config = RolloutConfig(max_turns=args.turns, sampling=SamplingConfig(max_new_tokens=args.max_new_tokens))
+    config = RolloutConfig(max_turns=args.turns, context_mode=args.context_mode, history_steps=1,
+                           sampling=SamplingConfig(max_new_tokens=args.max_new_tokens))
     tasks = [Task(seed=1000 + i) for i in range(args.envs)]
     envs = make_envs("stepopsd/FetchItem-v0", args.envs)
-    print(f"FetchItem, {args.envs} tasks x {args.turns} turns, max {args.max_new_tokens} new tokens, "
+    print(f"FetchItem, {args.context_mode} mode, {args.envs} tasks x {args.turns} turns, "
+          f"max {args.max_new_tokens} new tokens, "
           f"{args.threads} thread(s), {sum(p.numel() for p in policy.model.parameters()) / 1e6:.2f}M params")
 
     naive = measure("naive", lambda: [traj for task, env in zip(tasks, envs)
