@@ -94,7 +94,7 @@ def test_sft_makes_the_tiny_model_win_held_out_episodes(tiny_policy):
 
 @pytest.mark.slow
 def test_sft_on_the_exploring_expert_makes_the_tiny_model_win_held_out_alfworld_games(tmp_path):
-    """quickstart-alfworld's warm start (about 11 minutes on 2 idle cores): 300 generated Heat/Cool games
+    """quickstart-alfworld's warm start (about 15 minutes; the tests run one thread): 300 generated Heat/Cool games
     in small rooms, ALFWorld's exploring expert, 600 SFT steps. Measured: 61% greedy on 36 held-out
     games (the same recipe cloning the planner's walkthrough stayed at 0%)."""
     from accelerate import Accelerator
