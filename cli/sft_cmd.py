@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -43,8 +42,7 @@ def register(app: typer.Typer) -> None:
             policy = load_policy(model)
         except OSError as error:
             fail(f"could not load a model from {model}: {error}")
-        tasks = [dataclasses.replace(task, options={**task.options, "expert": True})
-                 for task in game_tasks(envs[0], episodes, first_seed=seed)]
+        tasks = game_tasks(envs[0], episodes, first_seed=seed, options={"expert": True})
         try:
             rollout_config = RolloutConfig(context_mode=context_mode, history_steps=history_steps,
                                            show_admissible_actions=show_admissible_actions)

@@ -25,8 +25,8 @@ def expert_responder(policy: Policy, protocol, thought_template: str = "Next ste
 
     An env's expert is either reactive, ``info["expert_action"]`` at every turn (ALFWorld's
     exploring expert), or a plan, ``info["expert_actions"]`` on reset (FetchItem); the reactive
-    one wins where both are given. The response ids are the tokenised expert text plus the end-of-turn token, as a model that
-    finishes its turn would generate them.
+    one wins where both are given. The response ids are the tokenised expert text plus the
+    end-of-turn token, as a model that finishes its turn would generate them.
     """
     plans: dict[int, list[str]] = {}
     end_of_turn = policy.tokenizer.eos_token_id

@@ -66,8 +66,7 @@ def _sft_warm_start(config: TrainConfig, base: Path, out: Path) -> None:
     policy = load_policy(base, dtype=config.model.dtype)
     episodes = config.run.sft_expert_episodes
     envs = make_envs(config.env.env_id, min(ENVS_AT_ONCE, episodes), **config.env.train_kwargs)
-    tasks = [dataclasses.replace(task, options={**task.options, "expert": True})
-             for task in game_tasks(envs[0], episodes, first_seed=seed_for(config.run.seed, -1))]
+    tasks = game_tasks(envs[0], episodes, first_seed=seed_for(config.run.seed, -1), options={"expert": True})
     expert_config = dataclasses.replace(config.rollout, group_size=1)
     trajectories = expert_trajectories(policy, envs, tasks, expert_config)
     wins = sum(t.success for t in trajectories)
@@ -82,9 +81,9 @@ def _sft_warm_start(config: TrainConfig, base: Path, out: Path) -> None:
         env.close()
 
 
-def game_tasks(env, episodes: int, first_seed: int) -> list[Task]:
+def game_tasks(env, episodes: int, first_seed: int, options: dict | None = None) -> list[Task]:
     """Tasks over an env's game list, spread evenly over it (cycling when there are more episodes
-    than games), or seeded scenes for envs without a list.
+    than games), or seeded scenes for envs without a list; ``options`` go to every reset.
 
     Game lists are sorted by path, i.e. grouped by task type: taking the first N games would
     leave whole task types out.
@@ -92,8 +91,9 @@ def game_tasks(env, episodes: int, first_seed: int) -> list[Task]:
     games = getattr(env.unwrapped, "games", None)
     if games:
         spread = (lambda k: k * len(games) // episodes) if episodes <= len(games) else (lambda k: k % len(games))
-        return [Task(seed=first_seed + k, options={"game_index": spread(k)}) for k in range(episodes)]
-    return [Task(seed=first_seed + k) for k in range(episodes)]
+        return [Task(seed=first_seed + k, options={**(options or {}), "game_index": spread(k)})
+                for k in range(episodes)]
+    return [Task(seed=first_seed + k, options=dict(options or {})) for k in range(episodes)]
 
 
 def evaluation_tasks(env, episodes: int) -> list[Task]:
@@ -107,8 +107,8 @@ def make_eval_envs(config: TrainConfig) -> list[gymnasium.Env]:
     return make_envs(config.env.env_id, min(ENVS_AT_ONCE, config.env.eval_episodes), **config.env.eval_kwargs)
 
 
-def evaluate_policy(policy: Policy, config: TrainConfig, *, envs: Sequence[gymnasium.Env] | None = None, progress: bool = False,
-                    sampling: SamplingConfig | None = None) -> dict[str, float]:
+def evaluate_policy(policy: Policy, config: TrainConfig, *, envs: Sequence[gymnasium.Env] | None = None,
+                    progress: bool = False, sampling: SamplingConfig | None = None) -> dict[str, float]:
     """Greedy success table (%) of ``policy`` on the eval env, in the env's column order."""
     trajectories = play_evaluation(policy, config, envs=envs, sampling=sampling, progress=progress)
     return success_table(trajectories, table_columns(config.env.env_id))

@@ -118,7 +118,7 @@ class ALFWorldEnv(TextEnv):
         info = {"valid_action": accepted, "won": won, "game": str(self._engine.game_path),
                 "admissible_actions": self._engine.admissible_commands}
         if self._expert is not None:
-            self._expert_action = info["expert_action"] = self._expert.act(self._engine.state, action)
+            self._expert_action = self._expert.act(self._engine.state, action)
         return observation, reward, won, info
 
     def _admissible_actions(self) -> list[str]:
@@ -129,7 +129,7 @@ class ALFWorldEnv(TextEnv):
         observation_before = self._last_observation
         observation, reward, terminated, truncated, info = super().step(action)
         self.history.append((observation_before, info["action"]))
-        if self._expert is not None and "expert_action" not in info:  # unparseable output: the game did not move
+        if self._expert is not None:  # after an unparseable output the game did not move: same suggestion
             info["expert_action"] = self._expert_action
         return observation, reward, terminated, truncated, info
 

@@ -32,13 +32,12 @@ def task_params_of(game_path: Path) -> dict[str, Any]:
         raise ValueError(f"{game_path}: the task folder is not named like ALFWorld's "
                          "'{task type}-{Object}-{Mrecep}-{Target}-{n}'")
     task_type, object_type, movable_type, target_type = parts[:4]
-    lower = str.lower
     return {
         "task_type": task_type,
-        "object_target": lower(object_type),
-        "parent_target": lower(target_type),
-        "toggle_target": lower(target_type),  # Look tasks name the lamp where others name the receptacle
-        "mrecep_target": "" if movable_type == "None" else lower(movable_type),
+        "object_target": object_type.lower(),
+        "parent_target": target_type.lower(),
+        "toggle_target": target_type.lower(),  # Look tasks name the lamp where others name the receptacle
+        "mrecep_target": "" if movable_type == "None" else movable_type.lower(),
         "object_sliced": False,
     }
 
