@@ -3,6 +3,7 @@
 import torch
 
 from algo_fixtures import byte_ids, make_group
+from model_fixtures import tiny_model_dir, tiny_policy  # noqa: F401  (pytest fixtures)
 from stepopsd.algo.hindsight import hindsight_text
 from stepopsd.batch import build_batch
 from stepopsd.hindsight_rows import hindsight_sft_trajectories
@@ -30,3 +31,26 @@ def test_rows_batch_as_whole_sequences_trained_on_the_response_only():
     for b, row in enumerate(rows):
         assert batch.trainable_mask[b].sum() == sum(row.trainable_mask)
         assert b"final_correctness" not in bytes(t for t in row.token_ids if t < 256)
+
+
+def test_forked_errand_configs_show_the_teacher_the_whole_peer(tiny_policy):
+    """truncate_middle keeps a peer's head and tail: a budget below the peer's length cuts out the
+    middle, where ForkedErrand's decisive parcel choice is, and the teacher can no longer read it."""
+    import dataclasses
+
+    from stepopsd.algo.hindsight import render_peer
+    from stepopsd.config import load_train_config
+    from stepopsd.policy import encode
+    from stepopsd.rollout import make_envs
+    from stepopsd.sft import expert_trajectories
+    from stepopsd.tasks import game_tasks
+
+    for name in ("credit-lab", "learning-errand"):
+        config = load_train_config(name, {})
+        envs = make_envs(config.env.env_id, 8, **config.env.train_kwargs)
+        tasks = game_tasks(envs[0], 48, first_seed=11, options={"expert": True})
+        won = [t for t in expert_trajectories(tiny_policy, envs, tasks, dataclasses.replace(config.rollout, group_size=1))
+               if t.success]
+        longest = max(len(encode(tiny_policy, render_peer(t))) for t in won)
+        assert any("take parcel" in step.action for step in won[0].steps)
+        assert longest <= config.algorithm.peer_token_budget, (name, longest)
