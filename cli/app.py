@@ -6,8 +6,8 @@ from __future__ import annotations
 import typer
 
 from stepopsd_cli import (
-    audit_cmd, config_cmd, envs_cmd, eval_cmd, index_cmd, inspect_cmd, model_cmd, plot_cmd, rollout_cmd, serve_cmd, sft_cmd,
-    train_cmd,
+    audit_cmd, config_cmd, data_cmd, envs_cmd, eval_cmd, index_cmd, inspect_cmd, model_cmd, plot_cmd, rollout_cmd,
+    serve_cmd, sft_cmd, train_cmd,
 )
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ for command in (envs_cmd, rollout_cmd, sft_cmd, train_cmd, eval_cmd, plot_cmd, i
     app.add_typer(command.app)  # single-command apps: their command joins the root
 app.add_typer(model_cmd.app, name="model")
 app.add_typer(index_cmd.app, name="index")
+app.add_typer(data_cmd.app, name="data")
 app.add_typer(audit_cmd.app)
 
 

@@ -3,6 +3,9 @@
 QA rows follow Search-R1 / FlashRAG: ``question``, ``golden_answers`` (or Search-R1's
 processed ``reward_model.ground_truth.target``), ``data_source`` (nq, triviaqa, popqa,
 hotpotqa, 2wikimultihopqa, musique, bamboogle) and an optional ``extra_info.split``.
+An optional ``metadata`` object carries a scripted expert's plan (the generated world of
+:mod:`.world` writes it): ``expert_queries`` (one search query per hop) and ``supporting_ids``
+(per hop, the ids of the passages that state its fact).
 Corpus rows are ``{"id", "contents"}`` (``contents`` = ``"title\\ntext"``, as in
 Search-R1's ``wiki-18.jsonl``) or ``{"id", "title", "text"}``.
 """
@@ -32,13 +35,15 @@ CORPUS_DOWNLOAD_HINT = (
 
 @dataclass(frozen=True, slots=True)
 class QAExample:
-    """One question with its gold answers."""
+    """One question with its gold answers and, where known, the expert's query and supporting passages per hop."""
 
     id: str
     question: str
     answers: tuple[str, ...]
     data_source: str = ""
     split: str = ""
+    expert_queries: tuple[str, ...] = ()
+    supporting_ids: tuple[tuple[str, ...], ...] = ()  # per hop, as expert_queries
 
 
 def _require_file(path: Path, hint: str) -> None:
@@ -87,12 +92,20 @@ def _example(row: dict, path: Path, row_number: int) -> QAExample:
         raise ValueError(f"{path} row {row_number}: a QA row needs 'question' and 'golden_answers'")
     answers = [answers] if isinstance(answers, str) else list(answers)
     split = str((row.get("extra_info") or {}).get("split", "") or row.get("split", ""))
+    metadata = row.get("metadata") or {}
+    expert_queries = tuple(str(query) for query in metadata.get("expert_queries") or ())
+    supporting_ids = tuple(tuple(str(i) for i in ids) for ids in metadata.get("supporting_ids") or ())
+    if len(expert_queries) != len(supporting_ids):
+        raise ValueError(f"{path} row {row_number}: metadata.expert_queries ({len(expert_queries)}) and "
+                         f"metadata.supporting_ids ({len(supporting_ids)}) need one entry per hop")
     return QAExample(
         id=str(row.get("id", f"{path.stem}-{row_number}")),
         question=str(row["question"]).strip(),
         answers=tuple(str(answer) for answer in answers),
         data_source=str(row.get("data_source", "")),
         split=split or path.stem,
+        expert_queries=expert_queries,
+        supporting_ids=supporting_ids,
     )
 
 

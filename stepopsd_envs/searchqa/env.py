@@ -12,6 +12,25 @@ Info keys beyond :class:`~stepopsd_envs.text_env.TextEnv`'s: ``answers`` (gold a
 ``retrieved_ids`` (after a search), ``exact_match`` and ``f1`` (after an answer),
 ``retrieval_error`` (when the retriever failed).
 
+Questions whose row carries an expert plan (``QAExample.expert_queries`` and ``supporting_ids``,
+e.g. the generated world of :mod:`stepopsd_envs.searchqa.world`) also get a scripted search expert
+and step labels. Hop h is found once a search retrieves one of its supporting passages; the hops
+still needed are those after the last one found.
+
+==================  ==========================================================
+``expert_actions``  (reset) the expert's plan: its queries as ``<search> q </search>``, then
+                    ``<answer> gold </answer>``
+``expert_action``   the expert's next action now: the query of the first hop still needed
+                    (a bridge question's second query names the bridge entity), or the answer
+                    once every hop is found; absent once the episode has terminated
+``decisive``        (step) a search made while the first hop is still needed: the search that
+                    finds (or misses) a bridge question's bridge entity, or a single-hop
+                    question's answer passage
+``mistake``         (step) a search that retrieves none of the passages still needed (so also
+                    any search once every hop is found), or a wrong answer; invalid outputs and
+                    failed retrievals are never mistakes
+==================  ==========================================================
+
 Window-mode prompt (:meth:`SearchQAEnv.window_prompt`): Search-R1's single user message, its
 instructions then ``Question: ...``, followed by the last H turns as they read in a Search-R1
 transcript, each the command the agent wrote (``<search> q </search>``; nothing for an invalid
@@ -62,20 +81,25 @@ class SearchQAEnv(TextEnv):
         self.history: list[tuple[str, str]] = []  # (action element, observation) per turn of this episode
         self._turn = 0
         self._retrieval_failed = False
+        self._hops_found = 0  # hops of the expert plan whose passages have been retrieved, in order
 
     def _start_episode(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         self.example = self._pick_example(options)
         self.history = []
         self._turn = 0
         self._retrieval_failed = False
+        self._hops_found = 0
+        plan_queries = self.example.expert_queries or (self.example.question,)
         info = {
             "task": self.example.question,
             "task_id": self.example.id,
             "task_type": self.example.data_source,
             "answers": list(self.example.answers),
-            "expert_actions": [f"<search> {self.example.question} </search>",
-                               f"<answer> {self.example.answers[0]} </answer>"],
+            "expert_actions": [f"<search> {query} </search>" for query in plan_queries]
+                              + [f"<answer> {self.example.answers[0]} </answer>"],
         }
+        if self.example.expert_queries:
+            info["expert_action"] = self._expert_action()
         return _question_observation(self.example), info
 
     def _pick_example(self, options: dict[str, Any]) -> QAExample:
@@ -116,7 +140,31 @@ class SearchQAEnv(TextEnv):
         self.history.append((info["action"], observation))
         self._turn += 1
         truncated = not terminated and (self._retrieval_failed or self._turn >= self.max_turns)
-        return observation, reward, terminated, truncated, {**info, "turn": self._turn}
+        info["turn"] = self._turn
+        if self.example.expert_queries:
+            info.update(self._step_labels(info))
+            if not terminated:
+                info["expert_action"] = self._expert_action()
+        return observation, reward, terminated, truncated, info
+
+    def _step_labels(self, info: dict[str, Any]) -> dict[str, bool]:
+        """``decisive`` and ``mistake`` for the step just taken; advances the hops found."""
+        if "exact_match" in info:
+            return {"decisive": False, "mistake": info["exact_match"] != 1.0}
+        if "retrieved_ids" not in info:  # an invalid output or a failed retrieval
+            return {"decisive": False, "mistake": False}
+        hops = self.example.supporting_ids
+        retrieved = set(info["retrieved_ids"])
+        found = [hop for hop in range(self._hops_found, len(hops)) if retrieved & set(hops[hop])]
+        decisive = self._hops_found == 0
+        if found:
+            self._hops_found = found[-1] + 1
+        return {"decisive": decisive, "mistake": not found}
+
+    def _expert_action(self) -> str:
+        if self._hops_found < len(self.example.expert_queries):
+            return f"<search> {self.example.expert_queries[self._hops_found]} </search>"
+        return f"<answer> {self.example.answers[0]} </answer>"
 
     def window_prompt(self, history_steps: int) -> str:
         """Search-R1's user message (instructions + question) with the last ``history_steps`` turns."""
