@@ -8,14 +8,14 @@ from typer.testing import CliRunner
 from stepopsd.config import TrainConfig
 from stepopsd.configtree import ConfigError, parse_assignments
 from stepopsd_cli import (
-    app as root, config_cmd, envs_cmd, eval_cmd, index_cmd, inspect_cmd, model_cmd, plot_cmd, rollout_cmd,
-    serve_cmd, sft_cmd, train_cmd,
+    app as root, audit_cmd, config_cmd, data_cmd, envs_cmd, eval_cmd, index_cmd, inspect_cmd, model_cmd, plot_cmd,
+    rollout_cmd, serve_cmd, sft_cmd, train_cmd,
 )
 from stepopsd_cli.options import config_overrides
 
 runner = CliRunner()
-GROUPS = [config_cmd, envs_cmd, eval_cmd, index_cmd, inspect_cmd, model_cmd, plot_cmd, rollout_cmd, serve_cmd,
-          sft_cmd, train_cmd]
+GROUPS = [audit_cmd, config_cmd, data_cmd, envs_cmd, eval_cmd, index_cmd, inspect_cmd, model_cmd, plot_cmd,
+          rollout_cmd, serve_cmd, sft_cmd, train_cmd]
 
 
 def shown_options(help_text: str) -> list[str]:
