@@ -106,7 +106,9 @@ def run_seed(seed: int, args) -> dict:
     started = time.perf_counter()
     folder = args.out / f"seed-{seed}"
     config = lab_config(seed, args)
-    if (folder / "sft_model" / "config.json").is_file():  # a killed run resumes after its warm start
+    if args.start_model is not None:  # a model warmed elsewhere: no SFT here
+        policy, losses = load_policy(args.start_model), []
+    elif (folder / "sft_model" / "config.json").is_file():  # a killed run resumes after its warm start
         policy = load_policy(folder / "sft_model")
         losses = json.loads((folder / "sft_losses.json").read_text())
     else:
@@ -125,7 +127,8 @@ def run_seed(seed: int, args) -> dict:
     record = {
         "seed": seed, "behaviour": args.behaviour, "num_trajectories": len(trajectories),
         "num_audited": result.num_audited, "success": sum(t.success for t in trajectories) / len(trajectories),
-        "sft_loss": [losses[0], losses[-1]], "sft_steps": len(losses), "wall_s": time.perf_counter() - started,
+        "sft_loss": [losses[0], losses[-1]] if losses else None, "sft_steps": len(losses),
+        "start_model": str(args.start_model) if args.start_model else None, "wall_s": time.perf_counter() - started,
         "per_trajectory": result.per_trajectory, "table": result.table,
     }
     (args.out / f"seed-{seed}.json").write_text(json.dumps(record))
@@ -145,7 +148,8 @@ def report(args) -> None:
     table = markdown_table(summarize(pooled))
     audited = sum(r["num_audited"] for r in records)
     successes = ", ".join(f"{r['success']:.2f}" for r in records)
-    sft_losses = ", ".join(f"{r['sft_loss'][0]:.2f}->{r['sft_loss'][1]:.3f}" for r in records)
+    sft_losses = ", ".join(f"{r['sft_loss'][0]:.2f}->{r['sft_loss'][1]:.3f}" if r["sft_loss"]
+                           else f"given ({r['start_model']})" for r in records)
     walls = ", ".join(f"{r['wall_s'] / 60:.1f}" for r in records)
     summary = (f"{len(records)} seeds ({', '.join(str(r['seed']) for r in records)}), "
                f"{audited} failed trajectories of mixed groups audited "
@@ -161,7 +165,8 @@ def report(args) -> None:
     section = "\n".join([
         DOCS_MARK, "## Credit lab: where StepOPSD's credit lands (ForkedErrand, hidden answer)", "",
         f"Made by `python benchmarks/bench_credit_audit.py --seeds {' '.join(str(r['seed']) for r in records)} "
-        f"--sft-steps {records[0]['sft_steps']} --behaviour {records[0]['behaviour']} --out {args.out}` (one process "
+        + (f"--start-model {records[0]['start_model']}" if records[0].get("start_model")
+           else f"--sft-steps {records[0]['sft_steps']}") + f" --behaviour {records[0]['behaviour']} --out {args.out}` (one process "
         f"per seed, in parallel) then `python benchmarks/bench_credit_audit.py --report --out {args.out}` (this "
         "section and the figure are written by the script). Behaviour `guessing-expert`: the env's expert plays "
         "every ordinary step and picks the parcel at random (what a competent hidden-mode policy does), and the "
@@ -212,6 +217,9 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=16, help="GRPO groups of 8 rolled out per seed")
     parser.add_argument("--config", default="credit-lab", help="the lab's env, SFT and algorithm settings")
     parser.add_argument("--sft-steps", type=int, default=500)
+    parser.add_argument("--start-model", type=Path, default=None,
+                        help="an SFT model to audit for every seed instead of warming one up (its provenance is "
+                             "yours to state); the seed still fixes the rollouts")
     parser.add_argument("--behaviour", choices=["policy", "guessing-expert"], default="policy",
                         help="who plays the audited episodes: the SFT policy, or the env's expert guessing the "
                              "parcel (log-probs from the SFT policy; every failure is one labelled mistake)")

@@ -66,10 +66,11 @@ def sft_command(
         bar = progress.add_task("expert episodes, then sft", total=config.sft.steps)
         try:
             report = sft_warm_start(policy, config, on_step=lambda step, loss: progress.update(
-                bar, advance=1, description=f"sft loss {loss:.3f}"))
+                bar, advance=1, description=f"sft loss {loss:.3f}"), on_check=lambda steps, success: progress.console.print(
+                f"step {steps}: greedy success {success:.1%} (stops at {config.sft.stop_at_success:.0%})"))
         except ValueError as error:  # no expert, or no episode won
             fail(str(error))
     typer.echo(f"{report.won}/{report.episodes} expert episodes won; trained on those"
                + (f" and {report.hindsight_rows} hindsight rows" if report.hindsight_rows else ""))
     save_policy(policy, output_folder(out))
-    typer.echo(f"loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}; saved to {out}")
+    typer.echo(f"{len(report.losses)} steps, loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}; saved to {out}")

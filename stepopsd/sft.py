@@ -71,10 +71,12 @@ def sft_batch(policy: Policy, trajectories: Sequence[Trajectory]) -> PolicyBatch
 
 
 def sft(policy: Policy, trajectories: Sequence[Trajectory], config: SFTConfig,
-        on_step: Callable[[int, float], None] | None = None) -> list[float]:
+        on_step: Callable[[int, float], None] | None = None,
+        stop: Callable[[int], bool] | None = None) -> list[float]:
     """Fine-tune ``policy.model`` in place on ``trajectories``; returns the loss of every step.
 
     Each step trains on ``batch_rows`` rows drawn at random (without replacement within a step).
+    ``stop(step)`` is asked after each step (the model in eval mode); True ends the training there.
     """
     batch = sft_batch(policy, trajectories)
     usable = batch.trainable_mask.any(dim=1).nonzero().flatten()  # [R'] rows with generated tokens
@@ -94,6 +96,11 @@ def sft(policy: Policy, trajectories: Sequence[Trajectory], config: SFTConfig,
         losses.append(loss.item())
         if on_step is not None:
             on_step(step, losses[-1])
+        if stop is not None:
+            policy.model.eval()
+            if stop(step):
+                break
+            policy.model.train()
     policy.model.eval()
     return losses
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from stepopsd.config import TrainConfig
 from stepopsd.hindsight_rows import hindsight_sft_trajectories
 from stepopsd.policy import Policy, encode, load_policy
-from stepopsd.rollout import make_envs
+from stepopsd.rollout import make_envs, rollout_in_chunks
 from stepopsd.run_dir import RunDir, check_model_source
 from stepopsd.sft import expert_trajectories, save_policy, sft
 from stepopsd.tasks import ENVS_AT_ONCE, game_tasks, seed_for
@@ -26,35 +26,57 @@ class WarmStart:
     won: int  # of which won (SFT trains on those only)
     hindsight_rows: int  # extra single-step rows with a hindsight block (sft.hindsight_rows)
     losses: list[float]  # SFT loss of every step
+    checks: list[tuple[int, float]] = dataclasses.field(default_factory=list)  # (steps done, greedy success) per check
 
 
 def sft_warm_start(policy: Policy, config: TrainConfig,
-                   on_step: Callable[[int, float], None] | None = None) -> WarmStart:
+                   on_step: Callable[[int, float], None] | None = None,
+                   on_check: Callable[[int, float], None] | None = None) -> WarmStart:
     """Fine-tune ``policy`` in place on ``run.sft_expert_episodes`` won expert episodes of the
     training env, played with the rollout's prompts (``config.rollout``), for ``config.sft``.
 
     With ``sft.hindsight_rows`` it also trains on each expert step placed after the hindsight
-    block a teacher is shown (:mod:`stepopsd.hindsight_rows`). Raises ValueError when the env
-    has no expert or no expert episode was won.
+    block a teacher is shown (:mod:`stepopsd.hindsight_rows`). With ``sft.stop_at_success`` it
+    plays ``sft.check_episodes`` greedy episodes every ``sft.check_every`` steps and stops at the
+    first check that reaches that success: competence comes as a cliff in the steps, so a fixed
+    step count cannot stop a small model at partial competence on every machine and tokenizer.
+    Raises ValueError when the env has no expert or no expert episode was won.
     """
     episodes = config.run.sft_expert_episodes
-    envs = make_envs(config.env.env_id, min(ENVS_AT_ONCE, episodes), **config.env.train_kwargs)
+    envs = make_envs(config.env.env_id, min(ENVS_AT_ONCE, max(episodes, config.sft.check_episodes)),
+                     **config.env.train_kwargs)
     try:
         tasks = game_tasks(envs[0], episodes, first_seed=seed_for(config.run.seed, -1), options={"expert": True})
         played = expert_trajectories(policy, envs, tasks, dataclasses.replace(config.rollout, group_size=1))
+        won = [t for t in played if t.success]
+        if not won:
+            raise ValueError(f"no expert episode of {config.env.env_id} was won; nothing to learn from")
+        rows = []
+        if config.sft.hindsight_rows:
+            rows = hindsight_sft_trajectories(won, lambda text: encode(policy, text),
+                                              peer_token_budget=config.algorithm.peer_token_budget,
+                                              correctness_line=config.algorithm.correctness_line)
+        checks: list[tuple[int, float]] = []
+        stop = None
+        if config.sft.stop_at_success > 0:
+            check_tasks = game_tasks(envs[0], config.sft.check_episodes, first_seed=seed_for(config.run.seed, -2))
+            greedy = dataclasses.replace(config.rollout, group_size=1,
+                                         sampling=dataclasses.replace(config.rollout.sampling, temperature=0.0))
+
+            def stop(step: int) -> bool:
+                if (step + 1) % config.sft.check_every:
+                    return False
+                played = rollout_in_chunks(policy, envs, check_tasks, greedy)
+                checks.append((step + 1, sum(t.success for t in played) / len(played)))
+                if on_check is not None:
+                    on_check(*checks[-1])
+                return checks[-1][1] >= config.sft.stop_at_success
+
+        losses = sft(policy, won + rows, config.sft, on_step=on_step, stop=stop)
     finally:
         for env in envs:
             env.close()
-    won = [t for t in played if t.success]
-    if not won:
-        raise ValueError(f"no expert episode of {config.env.env_id} was won; nothing to learn from")
-    rows = []
-    if config.sft.hindsight_rows:
-        rows = hindsight_sft_trajectories(won, lambda text: encode(policy, text),
-                                          peer_token_budget=config.algorithm.peer_token_budget,
-                                          correctness_line=config.algorithm.correctness_line)
-    losses = sft(policy, won + rows, config.sft, on_step=on_step)
-    return WarmStart(len(played), len(won), len(rows), losses)
+    return WarmStart(len(played), len(won), len(rows), losses, checks)
 
 
 def prepare_start_model(config: TrainConfig, run: RunDir, accelerator, *, fresh_run: bool) -> Path:
@@ -74,9 +96,12 @@ def prepare_start_model(config: TrainConfig, run: RunDir, accelerator, *, fresh_
             report_every = max(1, config.sft.steps // 10)
             report = sft_warm_start(policy, config, on_step=lambda step, loss: print(
                 f"  sft step {step + 1}/{config.sft.steps}  loss {loss:.3f}", flush=True)
-                if (step + 1) % report_every == 0 else None)
+                if (step + 1) % report_every == 0 else None, on_check=lambda steps, success: print(
+                f"  sft step {steps}: greedy success {success:.1%} on {config.sft.check_episodes} training tasks "
+                f"(stops at {config.sft.stop_at_success:.0%})", flush=True))
             print(f"SFT warm start: {report.episodes} expert trajectories ({report.won} won, "
-                  f"{report.hindsight_rows} hindsight rows), loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}")
+                  f"{report.hindsight_rows} hindsight rows), {len(report.losses)} steps, "
+                  f"loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}")
             save_policy(policy, start)
     accelerator.wait_for_everyone()
     return start

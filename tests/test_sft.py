@@ -127,6 +127,29 @@ def test_warm_start_adds_one_hindsight_row_per_expert_step(tiny_policy):
     assert with_rows.hindsight_rows == sum(t.num_steps for t in expert)
 
 
+def test_sft_stops_when_asked(tiny_policy):
+    from stepopsd.config import SFTConfig
+
+    expert = expert_trajectories(tiny_policy, make_envs(FETCH, 2), [Task(seed=0), Task(seed=1)], RolloutConfig())
+    asked = []
+    losses = sft(tiny_policy, expert, SFTConfig(steps=5, batch_rows=2),
+                 stop=lambda step: asked.append((step, tiny_policy.model.training)) or step == 1)
+    assert len(losses) == 2 and asked == [(0, False), (1, False)]  # checks see the model in eval mode
+
+
+def test_warm_start_checks_greedy_success_until_the_target(tiny_policy):
+    from stepopsd.config import load_train_config
+    from stepopsd.warm_start import sft_warm_start
+
+    config = load_train_config("test-fetch", {"run.sft_expert_episodes": 3, "sft.steps": 4, "sft.stop_at_success": 1.0,
+                                              "sft.check_every": 2, "sft.check_episodes": 3})
+    seen = []
+    report = sft_warm_start(tiny_policy, config, on_check=lambda steps, success: seen.append((steps, success)))
+    assert len(report.losses) == 4  # an untrained model never reaches 100%: every step runs
+    assert [steps for steps, _ in report.checks] == [2, 4] and seen == report.checks
+    assert all(0.0 <= success <= 1.0 for _, success in report.checks)
+
+
 def test_sft_command_trains_on_window_prompts_and_saves(tiny_model_dir, tmp_path):
     from typer.testing import CliRunner
 
