@@ -105,6 +105,7 @@ def run_seed(seed: int, args) -> dict:
     torch.manual_seed(seed)
     started = time.perf_counter()
     folder = args.out / f"seed-{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
     config = lab_config(seed, args)
     if args.start_model is not None:  # a model warmed elsewhere: no SFT here
         policy, losses = load_policy(args.start_model), []

@@ -11,3 +11,4 @@ OVERFLOW_POLICIES = ("truncate_history", "end_episode")
 HINDSIGHT_MODES = ("none", "correctness", "peer_trajectory")
 MISTAKE_LABELS = ("mistake", "expert_action")  # where a step's mistake label comes from (algo.oracle)
 COLLAPSE_ACTIONS = ("warn", "stop")  # what the trainer does when health.py raises an alarm
+LOSS_AGGREGATIONS = ("token_mean", "trajectory_mean")  # how the update weighs tokens (algo.loss.token_weights)

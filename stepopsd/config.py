@@ -15,7 +15,8 @@ from importlib import resources
 from pathlib import Path
 
 from stepopsd.choices import (  # the values the string fields below accept
-    ALGORITHM_NAMES, COLLAPSE_ACTIONS, CONTEXT_MODES, HINDSIGHT_MODES, MISTAKE_LABELS, OVERFLOW_POLICIES, SPAN_MODES, STEP_BUDGETS, TEACHER_MODES, WEIGHT_FNS,
+    ALGORITHM_NAMES, COLLAPSE_ACTIONS, CONTEXT_MODES, HINDSIGHT_MODES, LOSS_AGGREGATIONS, MISTAKE_LABELS, OVERFLOW_POLICIES,
+    SPAN_MODES, STEP_BUDGETS, TEACHER_MODES, WEIGHT_FNS,
 )
 from stepopsd.configtree import (
     ConfigError, at_least, check_choices, check_fields, config_to_dict, finite_above, finite_at_least, resolve_config,
@@ -150,6 +151,7 @@ class OptimConfig:
     clip_ratio: float = 0.2  # PPO clip epsilon
     kl_coef: float = 0.0  # k3 KL to the teacher snapshot (paper: ALFWorld 0.01, Search-QA 0.001)
     entropy_coef: float = 0.0  # entropy bonus
+    loss_aggregation: str = "token_mean"  # token_mean (paper) | trajectory_mean: every trajectory weighs the same (algo.loss.token_weights)
 
     def __post_init__(self) -> None:
         check_fields("optim", self, {
@@ -157,6 +159,7 @@ class OptimConfig:
             "ppo_epochs": at_least(1), "minibatches": at_least(1), "micro_batch_rows": at_least(1),
             "clip_ratio": finite_above(0), "kl_coef": finite_at_least(0), "entropy_coef": finite_at_least(0),
         })
+        check_choices("optim", self, {"loss_aggregation": LOSS_AGGREGATIONS})
 
 
 @dataclass(frozen=True, slots=True)

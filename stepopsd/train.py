@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from stepopsd.algo.advantage import compute_advantages
-from stepopsd.algo.loss import policy_loss, token_entropy
+from stepopsd.algo.loss import policy_loss, token_entropy, token_weights
 from stepopsd.algo.teacher import Teacher
 from stepopsd.batch import PolicyBatch, build_batch
 from stepopsd.checkpoint import restore_latest, save_checkpoint, usable_checkpoints
@@ -258,6 +258,7 @@ def _update(config: TrainConfig, model, optimizer, teacher: Teacher, batch: Poli
     optim = config.optim
     temperature = config.rollout.sampling.temperature
     ref_logprobs = _row_logprobs(teacher.model, batch, temperature) if optim.kl_coef > 0 else None  # [R, L]
+    weights = token_weights(batch.trainable_mask, batch.row_trajectory, optim.loss_aggregation)  # [R, L]
     generator = torch.Generator().manual_seed(seed_for(config.run.seed, iteration, accelerator.process_index))
     model.train()
     totals: dict[str, float] = {}
@@ -265,13 +266,13 @@ def _update(config: TrainConfig, model, optimizer, teacher: Teacher, batch: Poli
     for _ in range(optim.ppo_epochs):
         order = torch.randperm(batch.num_rows, generator=generator)
         for rows in order.chunk(max(1, min(optim.minibatches, batch.num_rows))):
-            num_tokens = float(batch.trainable_mask[rows].sum().clamp(min=1))
+            num_tokens = float(weights[rows].sum()) or 1.0
             micro_batches = rows.split(optim.micro_batch_rows)
             minibatch_loss = 0.0
             for index, micro in enumerate(micro_batches):
                 sync = index == len(micro_batches) - 1
                 with (accelerator.no_sync(model) if not sync else nullcontext()):
-                    loss, stats = _micro_loss(config, model, batch, micro, ref_logprobs, temperature, num_tokens)
+                    loss, stats = _micro_loss(config, model, batch, micro, ref_logprobs, weights, temperature, num_tokens)
                     accelerator.backward(loss)
                 minibatch_loss += float(loss.detach())
                 for key, value in stats.items():
@@ -295,8 +296,8 @@ def _update(config: TrainConfig, model, optimizer, teacher: Teacher, batch: Poli
     return totals
 
 
-def _micro_loss(config: TrainConfig, model, batch: PolicyBatch, rows: torch.Tensor, ref_logprobs, temperature: float,
-                num_tokens: float):
+def _micro_loss(config: TrainConfig, model, batch: PolicyBatch, rows: torch.Tensor, ref_logprobs, weights: torch.Tensor,
+                temperature: float, num_tokens: float):
     device = next(model.parameters()).device
     micro = batch.select(rows)  # window-mode rows differ in length: drop the padding beyond the longest
     input_ids = micro.input_ids.to(device)  # [r, L']
@@ -314,6 +315,7 @@ def _micro_loss(config: TrainConfig, model, batch: PolicyBatch, rows: torch.Tens
         entropy=token_entropy(tempered(logits, temperature)) if config.optim.entropy_coef > 0 else None,
         entropy_coef=config.optim.entropy_coef,
         num_tokens=num_tokens,
+        weights=weights[rows, :width].to(device),
     )
 
 

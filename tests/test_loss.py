@@ -5,7 +5,7 @@ import math
 import torch
 from torch.testing import assert_close
 
-from stepopsd.algo.loss import k3_kl, policy_loss, token_entropy
+from stepopsd.algo.loss import k3_kl, policy_loss, token_entropy, token_weights
 
 # four trainable tokens and one padding token:
 #   a: ratio 1,   A = +1 -> -1                      (not clipped)
@@ -35,6 +35,23 @@ def test_num_tokens_makes_micro_batches_sum_to_the_full_batch():
     halves = [policy_loss(logprobs[:, cols], OLD[:, cols], ADVANTAGES[:, cols], MASK[:, cols], num_tokens=4)[0]
               for cols in (slice(0, 2), slice(2, 5))]
     assert_close(halves[0] + halves[1], full)
+
+
+def test_trajectory_mean_weighs_every_trajectory_the_same():
+    # trajectory 0: two rows, 3 + 1 trainable tokens; trajectory 1: one row, 2 tokens
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [0, 1, 1, 0]], dtype=torch.bool)
+    rows = torch.tensor([0, 0, 1])
+    assert torch.equal(token_weights(mask, rows, "token_mean"), mask.float())
+    weights = token_weights(mask, rows, "trajectory_mean")
+    assert_close(weights, torch.tensor([[0.25, 0.25, 0.25, 0], [0.25, 0, 0, 0], [0, 0.5, 0.5, 0]]))
+    # a long failure (A = -1 on 4 tokens) against a short success (A = +1 on 2 tokens): the token
+    # mean pushes a token both share down on balance, the trajectory mean leaves it balanced
+    logprobs = torch.zeros(3, 4, requires_grad=True)
+    advantages = torch.tensor([[-1.0] * 4, [-1.0] * 4, [1.0] * 4])
+    for aggregation, net in (("token_mean", -2 / 6), ("trajectory_mean", 0.0)):
+        loss, _ = policy_loss(logprobs, torch.zeros(3, 4), advantages, mask, weights=token_weights(mask, rows, aggregation))
+        grad, = torch.autograd.grad(loss, logprobs)
+        assert_close(-grad.sum(), torch.tensor(net))  # total push up on log-probs
 
 
 def test_k3_kl_hand_worked_and_in_the_loss():

@@ -1,9 +1,9 @@
 """The policy update (docs/algorithm.md step 9): PPO-clip surrogate with per-token advantages.
 
 All tensors are [B, T] and aligned with the input ids (as :func:`stepopsd.logprobs.token_logprobs`
-returns them). Aggregation is the token mean over trainable tokens; pass ``num_tokens`` (the
-trainable-token count of the whole batch) when a batch is split into micro-batches so the
-accumulated gradient equals the full-batch one.
+returns them). Aggregation is a weighted token mean over trainable tokens (:func:`token_weights`);
+pass ``num_tokens`` (the weight total of the whole minibatch) when a minibatch is split into
+micro-batches so the accumulated gradient equals the full-minibatch one.
 """
 
 from __future__ import annotations
@@ -11,9 +11,33 @@ from __future__ import annotations
 import torch
 
 
+def token_weights(trainable_mask: torch.Tensor, row_trajectory: torch.Tensor, aggregation: str) -> torch.Tensor:
+    """Each trainable token's weight in the loss, [R, L] float (0 elsewhere).
+
+    ``token_mean`` (the paper's): 1 per token, so a trajectory weighs as many tokens as it has.
+    ``trajectory_mean``: 1 / (its trajectory's trainable tokens), so every trajectory weighs the
+    same. Under token_mean a group's failures, which run to the step limit, outweigh its shorter
+    successes, and the tokens all members share (the output format) get a net push down.
+
+    >>> mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 0, 0]], dtype=torch.bool)
+    >>> token_weights(mask, torch.tensor([0, 0, 1]), "trajectory_mean").sum(dim=1).tolist()
+    [0.75, 0.25, 1.0]
+    """
+    weights = trainable_mask.float()  # [R, L]
+    if aggregation == "token_mean":
+        return weights
+    if aggregation != "trajectory_mean":
+        raise ValueError(f"unknown loss aggregation {aggregation!r}")
+    per_trajectory = torch.zeros(int(row_trajectory.max()) + 1 if len(row_trajectory) else 0)
+    per_trajectory.index_add_(0, row_trajectory, weights.sum(dim=1))  # [N] trainable tokens per trajectory
+    return weights / per_trajectory[row_trajectory].clamp(min=1.0)[:, None]
+
+
 def token_mean(values: torch.Tensor, mask: torch.Tensor, num_tokens: float | None = None) -> torch.Tensor:
-    """Sum of ``values`` over ``mask`` divided by ``num_tokens`` (default: mask count, at least 1)."""
-    denominator = mask.sum().clamp(min=1) if num_tokens is None else num_tokens
+    """Sum of ``values`` weighted by ``mask`` (bool or float weights) divided by ``num_tokens``
+    (default: the mask's total; 1 when that is 0)."""
+    total = mask.sum()
+    denominator = torch.where(total > 0, total, torch.ones_like(total)) if num_tokens is None else num_tokens
     return (values * mask).sum() / denominator
 
 
@@ -52,16 +76,19 @@ def policy_loss(
     entropy: torch.Tensor | None = None,
     entropy_coef: float = 0.0,
     num_tokens: float | None = None,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """PPO-clip + optional k3 KL to the reference - optional entropy bonus; returns (loss, stats).
 
     logprobs [B, T] (with grad), old_logprobs [B, T] (behaviour), advantages [B, T] (A~),
-    trainable_mask [B, T] bool; ref_logprobs / entropy [B, T] optional.
+    trainable_mask [B, T] bool; ref_logprobs / entropy [B, T] optional; weights [B, T] the loss
+    weight of each token (:func:`token_weights`; default 1 on trainable tokens).
     """
     mask = trainable_mask.bool()
+    weights = mask.float() if weights is None else weights * mask
     advantages = advantages.detach()
     per_token, ratio, was_clipped = clipped_surrogate(logprobs, old_logprobs.detach(), advantages, clip_ratio)
-    policy_term = token_mean(per_token, mask, num_tokens)
+    policy_term = token_mean(per_token, weights, num_tokens)
     loss = policy_term
     stats = {
         "loss/policy": policy_term.item(),
@@ -72,11 +99,11 @@ def policy_loss(
         "loss/tokens": float(mask.sum()),
     }
     if ref_logprobs is not None:
-        kl_term = token_mean(k3_kl(logprobs, ref_logprobs.detach()), mask, num_tokens)
+        kl_term = token_mean(k3_kl(logprobs, ref_logprobs.detach()), weights, num_tokens)
         loss = loss + kl_coef * kl_term
         stats["loss/kl_ref"] = kl_term.item()
     if entropy is not None:
-        entropy_term = token_mean(entropy, mask, num_tokens)
+        entropy_term = token_mean(entropy, weights, num_tokens)
         loss = loss - entropy_coef * entropy_term
         stats["loss/entropy"] = entropy_term.item()
     stats["loss/total"] = loss.item()
