@@ -149,14 +149,16 @@ def report(args) -> None:
     table = markdown_table(summarize(pooled))
     audited = sum(r["num_audited"] for r in records)
     successes = ", ".join(f"{r['success']:.2f}" for r in records)
-    sft_losses = ", ".join(f"{r['sft_loss'][0]:.2f}->{r['sft_loss'][1]:.3f}" if r["sft_loss"]
-                           else f"given ({r['start_model']})" for r in records)
+    start_models = {r.get("start_model") for r in records}
+    sft_losses = (f"the given start model {start_models.pop()} for every seed (the seed fixes the rollouts)"
+                  if start_models != {None} else
+                  "SFT loss " + ", ".join(f"{r['sft_loss'][0]:.2f}->{r['sft_loss'][1]:.3f}" for r in records))
     walls = ", ".join(f"{r['wall_s'] / 60:.1f}" for r in records)
     summary = (f"{len(records)} seeds ({', '.join(str(r['seed']) for r in records)}), "
                f"{audited} failed trajectories of mixed groups audited "
                f"({', '.join(str(r['num_audited']) for r in records)} per seed) of "
                f"{sum(r['num_trajectories'] for r in records)}; sampled success {successes}; "
-               f"SFT loss {sft_losses}; wall time per seed {walls} min "
+               f"{sft_losses}; wall time per seed {walls} min "
                f"(one CPU thread each).")
     summary += " " + verdict(summarize(pooled))
     print(summary)
