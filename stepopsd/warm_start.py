@@ -66,8 +66,8 @@ def sft_warm_start(policy: Policy, config: TrainConfig,
             def stop(step: int) -> bool:
                 if (step + 1) % config.sft.check_every:
                     return False
-                played = rollout_in_chunks(policy, envs, check_tasks, greedy)
-                checks.append((step + 1, sum(t.success for t in played) / len(played)))
+                checked = rollout_in_chunks(policy, envs, check_tasks, greedy)
+                checks.append((step + 1, sum(t.success for t in checked) / len(checked)))
                 if on_check is not None:
                     on_check(*checks[-1])
                 return checks[-1][1] >= config.sft.stop_at_success
