@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 DOCS_MARK = "<!-- credit-lab -->"
+CLIP_GRID = (0.05, 0.2, 0.5, 0.9)  # Eq. 3's alpha_clip: how much of Delta's ranking each clip keeps
 
 
 def lab_config(seed: int, args):
@@ -93,6 +94,11 @@ def with_policy_logprobs(policy, trajectories, temperature: float):
     return rescored
 
 
+def seed_start_model(args, seed: int) -> Path | None:
+    """``--start-model`` with ``{seed}`` filled in (one independently warmed teacher per seed), or None."""
+    return None if args.start_model is None else Path(str(args.start_model).replace("{seed}", str(seed)))
+
+
 def run_seed(seed: int, args) -> dict:
     import torch
 
@@ -107,8 +113,9 @@ def run_seed(seed: int, args) -> dict:
     folder = args.out / f"seed-{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     config = lab_config(seed, args)
-    if args.start_model is not None:  # a model warmed elsewhere: no SFT here
-        policy, losses = load_policy(args.start_model), []
+    start_model = seed_start_model(args, seed)
+    if start_model is not None:  # a model warmed elsewhere: no SFT here
+        policy, losses = load_policy(start_model), []
     elif (folder / "sft_model" / "config.json").is_file():  # a killed run resumes after its warm start
         policy = load_policy(folder / "sft_model")
         losses = json.loads((folder / "sft_losses.json").read_text())
@@ -122,14 +129,15 @@ def run_seed(seed: int, args) -> dict:
         trajectories = with_policy_logprobs(policy, trajectories, config.rollout.sampling.temperature)
     save_trajectories(trajectories, folder / "trajectories.jsonl")  # stepopsd credit-audit reads it too
     result = audit_credit(trajectories, config.algorithm, teacher=policy.model, tokenize=lambda text: encode(policy, text),
-                          temperature=config.rollout.sampling.temperature)
+                          temperature=config.rollout.sampling.temperature, clip_grid=CLIP_GRID)
     for env in envs:
         env.close()
     record = {
         "seed": seed, "behaviour": args.behaviour, "num_trajectories": len(trajectories),
         "num_audited": result.num_audited, "success": sum(t.success for t in trajectories) / len(trajectories),
         "sft_loss": [losses[0], losses[-1]] if losses else None, "sft_steps": len(losses),
-        "start_model": str(args.start_model) if args.start_model else None, "wall_s": time.perf_counter() - started,
+        "start_model": str(start_model) if start_model else None,
+        "start_model_arg": str(args.start_model) if args.start_model else None, "wall_s": time.perf_counter() - started,
         "per_trajectory": result.per_trajectory, "table": result.table,
     }
     (args.out / f"seed-{seed}.json").write_text(json.dumps(record))
@@ -139,7 +147,7 @@ def run_seed(seed: int, args) -> dict:
 
 
 def report(args) -> None:
-    from stepopsd.credit_audit import markdown_table, plot_table, summarize
+    from stepopsd.credit_audit import clip_table, markdown_table, plot_table, summarize
 
     records = [json.loads(p.read_text()) for p in sorted(args.out.glob("seed-*.json"))]
     if not records:
@@ -147,12 +155,10 @@ def report(args) -> None:
     pooled = {arm: {column: [v for r in records for v in r["per_trajectory"][arm][column]] for column in columns}
               for arm, columns in records[0]["per_trajectory"].items()}
     table = markdown_table(summarize(pooled))
+    clips = clip_table(summarize(pooled))
     audited = sum(r["num_audited"] for r in records)
     successes = ", ".join(f"{r['success']:.2f}" for r in records)
-    start_models = {r.get("start_model") for r in records}
-    sft_losses = (f"the given start model {start_models.pop()} for every seed (the seed fixes the rollouts)"
-                  if start_models != {None} else
-                  "SFT loss " + ", ".join(f"{r['sft_loss'][0]:.2f}->{r['sft_loss'][1]:.3f}" for r in records))
+    sft_losses = start_models_line(records)
     walls = ", ".join(f"{r['wall_s'] / 60:.1f}" for r in records)
     summary = (f"{len(records)} seeds ({', '.join(str(r['seed']) for r in records)}), "
                f"{audited} failed trajectories of mixed groups audited "
@@ -163,12 +169,13 @@ def report(args) -> None:
     summary += " " + verdict(summarize(pooled))
     print(summary)
     print(table)
+    print(clips)
     args.figure.parent.mkdir(parents=True, exist_ok=True)
     plot_table(summarize(pooled), args.figure)
     section = "\n".join([
         DOCS_MARK, "## Credit lab: where StepOPSD's credit lands (ForkedErrand, hidden answer)", "",
         f"Made by `python benchmarks/bench_credit_audit.py --seeds {' '.join(str(r['seed']) for r in records)} "
-        + (f"--start-model {records[0]['start_model']}" if records[0].get("start_model")
+        + (f"--start-model {records[0].get('start_model_arg') or records[0]['start_model']}" if records[0].get("start_model")
            else f"--sft-steps {records[0]['sft_steps']}") + f" --behaviour {records[0]['behaviour']} --out {args.out}` (one process "
         f"per seed, in parallel) then `python benchmarks/bench_credit_audit.py --report --out {args.out}` (this "
         "section and the figure are written by the script). Behaviour `guessing-expert`: the env's expert plays "
@@ -183,9 +190,23 @@ def report(args) -> None:
         "`peer_trajectory` / a peer from another task (`other_group_peer`). Columns: Delta itself, and "
         "the shaped advantage (lambda = alpha = 0.2) before the budget and after each budget, measured as "
         "the step's credit over what it gets with Delta = 0.", "", summary, "", table, "",
-        f"![credit lab]({Path(os.path.relpath(args.figure, 'docs')).as_posix()})", "", DOCS_MARK,
+        f"![credit lab]({Path(os.path.relpath(args.figure, 'docs')).as_posix()})", "",
+        *(["How much of Delta's ranking Eq. 3's clip keeps: the `conserved_step_share` column recomputed from "
+           "the same Delta with the weight clipped at 1 +- alpha_clip (the table above uses 0.2, the paper's).", "",
+           clips, ""] if clips else []),
+        DOCS_MARK,
     ])
     _write_section(Path("docs/benchmarks.md"), section)
+
+
+def start_models_line(records) -> str:
+    """Where each seed's model came from: a given start model (shared or one per seed) or its own SFT."""
+    models = [r.get("start_model") for r in records]
+    if all(m is None for m in models):
+        return "SFT loss " + ", ".join(f"{r['sft_loss'][0]:.2f}->{r['sft_loss'][1]:.3f}" for r in records)
+    if len(set(models)) == 1:
+        return f"the given start model {models[0]} for every seed (the seed fixes the rollouts)"
+    return "start models " + ", ".join(f"seed {r['seed']}: {r.get('start_model') or 'its own SFT'}" for r in records)
 
 
 def verdict(table) -> str:
@@ -221,8 +242,9 @@ def main() -> None:
     parser.add_argument("--config", default="credit-lab", help="the lab's env, SFT and algorithm settings")
     parser.add_argument("--sft-steps", type=int, default=500)
     parser.add_argument("--start-model", type=Path, default=None,
-                        help="an SFT model to audit for every seed instead of warming one up (its provenance is "
-                             "yours to state); the seed still fixes the rollouts")
+                        help="an SFT model to audit instead of warming one up (its provenance is yours to state); "
+                             "{seed} in the path is replaced by the seed (one teacher per seed); the seed still "
+                             "fixes the rollouts")
     parser.add_argument("--behaviour", choices=["policy", "guessing-expert"], default="policy",
                         help="who plays the audited episodes: the SFT policy, or the env's expert guessing the "
                              "parcel (log-probs from the SFT policy; every failure is one labelled mistake)")

@@ -29,15 +29,20 @@ def credit_audit(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help=SET_HELP)] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the AUC table and per-trajectory AUCs here.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write a bar chart of the AUCs here (.png, .pdf or .svg).")] = None,
+    clip_grid: Annotated[Optional[list[float]], typer.Option(
+        help="Also recompute the conserved_step_share column at these Eq. 3 clips (repeatable: "
+             "--clip-grid 0.2 --clip-grid 0.5): how much of Delta's ranking the clip keeps.")] = None,
 ) -> None:
     """AUC with which each arm's step credit ranks the labelled mistake step first (1: always, 0.5: no information)."""
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
 
-    from stepopsd.credit_audit import COLUMN_TITLES, audit_credit
+    from stepopsd.credit_audit import COLUMN_TITLES, audit_credit, clip_table
     from stepopsd.trajectory_io import TrajectoryFileError, load_trajectories
 
+    if any(not 0.0 <= alpha < 1.0 for alpha in clip_grid or ()):
+        fail(f"--clip-grid {clip_grid}: every alpha_clip must lie in [0, 1)")
     if plot is not None and plot.suffix.lower() not in (".png", ".pdf", ".svg"):
         fail(f"--plot {plot}: the suffix must be .png, .pdf or .svg")
     if not trajectories.is_file():
@@ -51,7 +56,8 @@ def credit_audit(
     with Progress(transient=True) as progress:
         task = progress.add_task("auditing", total=None)
         result = audit_credit(loaded, algorithm, teacher=teacher, tokenize=tokenize, temperature=temperature,
-                              label=label.value, progress=lambda done, total: progress.update(task, completed=done, total=total))
+                              label=label.value, clip_grid=tuple(clip_grid or ()),
+                              progress=lambda done, total: progress.update(task, completed=done, total=total))
     if result.num_audited == 0:
         fail(f"no failed trajectory of a mixed group with {label.value!r} labels on both a mistake and a harmless "
              f"step in {trajectories}; roll out groups (--group 8) on an env that labels its steps", exit_code=1)
@@ -61,6 +67,8 @@ def credit_audit(
         table.add_row(arm, *(f"{cells[c]['mean']:.3f} [{cells[c]['ci_low']:.2f}, {cells[c]['ci_high']:.2f}]"
                              if cells[c]["n"] else "-" for c in COLUMN_TITLES))
     Console().print(table)
+    if clip_grid:
+        typer.echo(clip_table(result.table))
     if json_out is not None:
         output_folder(json_out.parent)
         json_out.write_text(json.dumps({"label": result.label, "num_audited": result.num_audited,

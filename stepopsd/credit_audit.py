@@ -21,6 +21,12 @@ from another group (``other_group_peer``: a successful trajectory of a different
 ``oracle`` (Delta from the labels), and ``gigpo`` (no Delta: its step credit |A_i + omega A_step|
 relative to |A_i|, reported in the before-budget column). Shaping uses lambda = lambda_0 (no decay). The AUCs are averaged over trajectories with a bootstrap 95%
 confidence interval.
+
+``clip_grid`` adds columns ``alpha_clip=a``: the ``conserved_step_share`` column recomputed from the
+same Delta with Eq. 3's clip at 1 +- a. Eq. 3 caps each token's weight, so a step's extra credit
+counts the tokens doubted by more than ~the clip (|Delta| > 0.41 nats at a = 0.2), not by how much;
+the grid shows how much of Delta's ranking the clip keeps. (lambda only scales the ranking score, so
+it needs no grid.)
 """
 
 from __future__ import annotations
@@ -137,6 +143,7 @@ def audit_credit(
     label: str = "mistake",
     controls: Sequence[str] = HINDSIGHT_CONTROLS,
     progress: Callable[[int, int], None] | None = None,
+    clip_grid: Sequence[float] = (),
 ) -> AuditResult:
     """Blame-ranking AUCs of every arm (teacher arms only when a teacher is given)."""
     audited = audited_trajectories(trajectories, label)
@@ -146,7 +153,9 @@ def audit_credit(
     outcome = dict(zip((t.trajectory_id for t in trajectories), grpo_advantages(
         torch.tensor([t.reward for t in trajectories]), torch.tensor([t.group_id for t in trajectories])).tolist()))
     arms = ["grpo", "oracle", *(controls if teacher is not None else ())]
-    aucs: dict[str, dict[str, list[float]]] = {arm: {c: [] for c in ("delta", *BUDGET_COLUMNS)} for arm in arms}
+    clip_columns = {clip_column(alpha): dataclasses.replace(config, alpha_clip=alpha) for alpha in clip_grid}
+    aucs: dict[str, dict[str, list[float]]] = {arm: {c: [] for c in ("delta", *BUDGET_COLUMNS, *clip_columns)}
+                                               for arm in arms}
     aucs["gigpo"] = {c: [] for c in ("delta", *BUDGET_COLUMNS)}
     gigpo_steps = dict(zip((t.trajectory_id for t in trajectories),
                            gigpo_step_table(trajectories, config.gigpo_gamma, config.normalize_std)))
@@ -168,6 +177,9 @@ def audit_credit(
             for budget in BUDGET_COLUMNS:
                 scores[budget] = shaped_step_credit(delta, target_mask, step_ids, outcome[traj.trajectory_id],
                                                     traj.num_steps, config, budget)
+            for column, clipped in clip_columns.items():
+                scores[column] = shaped_step_credit(delta, target_mask, step_ids, outcome[traj.trajectory_id],
+                                                    traj.num_steps, clipped, "conserved_step_share")
             for column, column_scores in scores.items():
                 auc = step_auc(column_scores, labels)
                 if auc is not None:
@@ -180,6 +192,26 @@ def audit_credit(
         if progress is not None:
             progress(done + 1, len(audited))
     return AuditResult(summarize(aucs), aucs, len(audited), len(trajectories), label)
+
+
+def clip_column(alpha: float) -> str:
+    """The column name of the conserved_step_share AUC recomputed at Eq. 3's clip ``alpha``."""
+    return f"alpha_clip={alpha:g}"
+
+
+def clip_table(table: dict[str, dict[str, dict[str, float]]]) -> str:
+    """The ``alpha_clip=a`` columns as markdown (arms that have them); "" when there are none."""
+    columns = sorted({c for cells in table.values() for c in cells if c.startswith("alpha_clip=")},
+                     key=lambda c: float(c.partition("=")[2]))
+    arms = [arm for arm, cells in table.items() if columns and columns[0] in cells]
+    if not columns:
+        return ""
+    lines = [f"| arm | {' | '.join(f'A~ conserved_step_share, {c}' for c in columns)} |", "|---|" + "---|" * len(columns)]
+    for arm in arms:
+        cells = [table[arm][c] for c in columns]
+        lines.append(f"| {arm} | " + " | ".join(f"{c['mean']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]" if c["n"] else "-"
+                                              for c in cells) + " |")
+    return "\n".join(lines)
 
 
 def summarize(per_trajectory: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, dict[str, float]]]:

@@ -41,3 +41,13 @@ def test_audit_refuses_a_bad_plot_suffix_and_unlabelled_files(tmp_path):
     save_trajectories(make_group(0, [True, False]), unlabelled)
     result = CliRunner().invoke(app, [str(unlabelled)])
     assert result.exit_code == 1 and "no failed trajectory of a mixed group" in result.output
+
+
+def test_audit_clip_grid_prints_its_table_and_refuses_a_clip_outside_0_1(tmp_path):
+    path = _labelled_file(tmp_path)
+    result = CliRunner().invoke(app, [str(path), "--clip-grid", "0.05", "--clip-grid", "0.5", "--json", str(tmp_path / "a.json")])
+    assert result.exit_code == 0, result.output
+    assert "A~ conserved_step_share, alpha_clip=0.05" in result.output and "| oracle | 1.000" in result.output
+    assert json.loads((tmp_path / "a.json").read_text())["table"]["oracle"]["alpha_clip=0.5"]["n"] == 3
+    result = CliRunner().invoke(app, [str(path), "--clip-grid", "1.0"])
+    assert result.exit_code == 2 and "must lie in [0, 1)" in result.output and "Traceback" not in result.output

@@ -3,10 +3,12 @@
 import dataclasses
 
 import pytest
+import torch
 
 from algo_fixtures import byte_ids, make_group, tiny_qwen3, with_model_behaviour
 from stepopsd.config import AlgorithmConfig
-from stepopsd.credit_audit import audit_credit, audited_trajectories, ranking_auc
+from stepopsd.credit_audit import (audit_credit, audited_trajectories, clip_table, ranking_auc, shaped_step_credit,
+                                   step_auc, step_means)
 from stepopsd.stats import bootstrap_ci
 
 
@@ -63,3 +65,28 @@ def test_teacher_arms_run_and_the_no_hindsight_control_is_uninformative():
                 assert cell["n"] == 0  # gigpo has no Delta and no budget
             else:
                 assert 0.0 <= cell["mean"] <= 1.0 and cell["n"] == 3
+
+
+def test_the_weight_clip_decides_whether_one_sharp_doubt_outranks_several_mild_ones():
+    # step 0 (the mistake): one token doubted by 5 nats; step 1: three tokens doubted by 0.6 nats each.
+    # Delta's mean ranks step 0 first (-1.25 vs -0.45); at alpha_clip 0.2 both gaps saturate the clip,
+    # so step 1 (three clipped tokens) gets more blame; at 0.9 the sharp doubt counts again.
+    delta = torch.tensor([-5.0, 0.0, 0.0, 0.0, -0.6, -0.6, -0.6, 0.0])  # [T]
+    target_mask = torch.ones(8, dtype=torch.bool)
+    step_ids = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    labels = [True, False]
+
+    def auc(alpha: float) -> float:
+        config = AlgorithmConfig(alpha_clip=alpha, lambda_0=0.2)
+        return step_auc(shaped_step_credit(delta, target_mask, step_ids, -1.0, 2, config, "conserved_step_share"), labels)
+
+    assert step_auc([-m for m in step_means(delta, target_mask, step_ids, 2)], labels) == 1.0
+    assert auc(0.2) == 0.0 and auc(0.9) == 1.0
+
+
+def test_clip_grid_adds_one_column_per_alpha():
+    batch = _labelled(make_group(0, [True, False, False], num_steps=4), {"g0/1": 2, "g0/2": 0})
+    result = audit_credit(batch, AlgorithmConfig(), clip_grid=(0.05, 0.5))
+    assert result.table["oracle"]["alpha_clip=0.05"]["mean"] == 1.0 and result.table["oracle"]["alpha_clip=0.5"]["n"] == 2
+    assert "alpha_clip=0.5" not in result.table["gigpo"]
+    assert clip_table(result.table).splitlines()[2].startswith("| grpo | 0.500")
