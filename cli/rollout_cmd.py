@@ -35,6 +35,11 @@ def rollout(
     temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy); --model only.")] = 1.0,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens per turn; --model only.")] = 128,
     context_mode: Annotated[ContextMode, typer.Option(help="Prompt layout; --model only.")] = ContextMode("full"),
+    history_steps: Annotated[int, typer.Option(
+        min=0, help="Window mode: steps of history per prompt, as the model was trained; --model only.")] = 3,
+    show_admissible_actions: Annotated[bool, typer.Option(
+        help="List the admissible actions after the current observation, as the model was trained; "
+             "--model only.")] = False,
 ) -> None:
     """Play EPISODES episodes with a scripted/random policy or a model and save the trajectories."""
     from stepopsd.trajectory_io import save_trajectories
@@ -48,7 +53,7 @@ def rollout(
     else:
         check_model_folder(model)
         trajectories = _model(env_id, make_kwargs, model, episodes, group, seed, temperature, max_new_tokens,
-                              context_mode.value)
+                              context_mode.value, history_steps, show_admissible_actions)
     save_trajectories(trajectories, out)
     wins = sum(t.success for t in trajectories)
     typer.echo(f"wrote {len(trajectories)} trajectories to {out}: {wins}/{len(trajectories)} successful")
@@ -84,11 +89,12 @@ def _scripted(env_id: str, make_kwargs: dict, policy: ScriptedPolicy, episodes: 
 
 
 def _model(env_id: str, make_kwargs: dict, model: Path, episodes: int, group: int, seed: int, temperature: float,
-           max_new_tokens: int, context_mode: str):
+           max_new_tokens: int, context_mode: str, history_steps: int, show_admissible_actions: bool):
     from stepopsd.config import RolloutConfig, SamplingConfig
 
     try:
-        config = RolloutConfig(group_size=group, context_mode=context_mode, seed=seed,
+        config = RolloutConfig(group_size=group, context_mode=context_mode, seed=seed, history_steps=history_steps,
+                               show_admissible_actions=show_admissible_actions,
                                sampling=SamplingConfig(temperature=temperature, max_new_tokens=max_new_tokens))
     except ValueError as error:
         fail(str(error))

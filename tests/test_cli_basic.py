@@ -3,6 +3,7 @@ import sys
 
 from typer.testing import CliRunner
 
+from model_fixtures import tiny_model_dir  # noqa: F401  (pytest fixture)
 from stepopsd.trajectory_io import load_trajectories
 from stepopsd_cli.app import app
 
@@ -64,3 +65,14 @@ for args in (["--help"], ["train", "--help"], ["envs"], ["config", "--config", "
 """
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr
+
+
+def test_model_rollout_takes_the_window_layout_the_model_was_trained_on(tmp_path, tiny_model_dir):
+    out = tmp_path / "t.jsonl"
+    result = runner.invoke(app, ["rollout", "stepopsd/FetchItem-v0", "--model", str(tiny_model_dir), "--episodes", "1",
+                                      "--group", "2", "--max-new-tokens", "4", "--context-mode", "window",
+                                      "--history-steps", "1", "--show-admissible-actions", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    trajectories = load_trajectories(out)
+    assert len(trajectories) == 2 and trajectories[0].group_id == trajectories[1].group_id
+    assert "Admissible actions:" in trajectories[0].prompt
