@@ -60,7 +60,9 @@ def credit_audit(
                               progress=lambda done, total: progress.update(task, completed=done, total=total))
     if result.num_audited == 0:
         fail(f"no failed trajectory of a mixed group with {label.value!r} labels on both a mistake and a harmless "
-             f"step in {trajectories}; roll out groups (--group 8) on an env that labels its steps", exit_code=1)
+             f"step in {trajectories}; roll out groups (--group 8) on an env that labels its steps"
+             + (" (ALFWorld gives expert_action only when asked: --env-kwargs '{\"expert_actions\": true}')"
+                if label.value == "expert_action" else ""), exit_code=1)
     table = Table("arm", *COLUMN_TITLES.values(), title=f"mistake-step AUC over {result.num_audited} failed "
                                                        f"trajectories of mixed groups (95% CI)")
     for arm, cells in result.table.items():

@@ -41,6 +41,8 @@ def test_audit_refuses_a_bad_plot_suffix_and_unlabelled_files(tmp_path):
     save_trajectories(make_group(0, [True, False]), unlabelled)
     result = CliRunner().invoke(app, [str(unlabelled)])
     assert result.exit_code == 1 and "no failed trajectory of a mixed group" in result.output
+    result = CliRunner().invoke(app, [str(unlabelled), "--label", "expert_action"])
+    assert result.exit_code == 1 and '"expert_actions": true' in result.output
 
 
 def test_audit_clip_grid_prints_its_table_and_refuses_a_clip_outside_0_1(tmp_path):
