@@ -203,9 +203,9 @@ def clip_table(table: dict[str, dict[str, dict[str, float]]]) -> str:
     """The ``alpha_clip=a`` columns as markdown (arms that have them); "" when there are none."""
     columns = sorted({c for cells in table.values() for c in cells if c.startswith("alpha_clip=")},
                      key=lambda c: float(c.partition("=")[2]))
-    arms = [arm for arm, cells in table.items() if columns and columns[0] in cells]
     if not columns:
         return ""
+    arms = [arm for arm, cells in table.items() if columns[0] in cells]
     lines = [f"| arm | {' | '.join(f'A~ conserved_step_share, {c}' for c in columns)} |", "|---|" + "---|" * len(columns)]
     for arm in arms:
         cells = [table[arm][c] for c in columns]
