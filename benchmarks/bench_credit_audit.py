@@ -154,8 +154,9 @@ def report(args) -> None:
         raise SystemExit(f"no seed-*.json in {args.out}: run the seeds first")
     pooled = {arm: {column: [v for r in records for v in r["per_trajectory"][arm][column]] for column in columns}
               for arm, columns in records[0]["per_trajectory"].items()}
-    table = markdown_table(summarize(pooled))
-    clips = clip_table(summarize(pooled))
+    pooled_table = summarize(pooled)
+    table = markdown_table(pooled_table)
+    clips = clip_table(pooled_table)
     audited = sum(r["num_audited"] for r in records)
     successes = ", ".join(f"{r['success']:.2f}" for r in records)
     sft_losses = start_models_line(records)
@@ -166,12 +167,12 @@ def report(args) -> None:
                f"{sum(r['num_trajectories'] for r in records)}; sampled success {successes}; "
                f"{sft_losses}; wall time per seed {walls} min "
                f"(one CPU thread each).")
-    summary += " " + verdict(summarize(pooled))
+    summary += " " + verdict(pooled_table)
     print(summary)
     print(table)
     print(clips)
     args.figure.parent.mkdir(parents=True, exist_ok=True)
-    plot_table(summarize(pooled), args.figure)
+    plot_table(pooled_table, args.figure)
     section = "\n".join([
         DOCS_MARK, "## Credit lab: where StepOPSD's credit lands (ForkedErrand, hidden answer)", "",
         f"Made by `python benchmarks/bench_credit_audit.py --seeds {' '.join(str(r['seed']) for r in records)} "

@@ -206,12 +206,7 @@ def clip_table(table: dict[str, dict[str, dict[str, float]]]) -> str:
     if not columns:
         return ""
     arms = [arm for arm, cells in table.items() if columns[0] in cells]
-    lines = [f"| arm | {' | '.join(f'A~ conserved_step_share, {c}' for c in columns)} |", "|---|" + "---|" * len(columns)]
-    for arm in arms:
-        cells = [table[arm][c] for c in columns]
-        lines.append(f"| {arm} | " + " | ".join(f"{c['mean']:.3f} [{c['ci_low']:.3f}, {c['ci_high']:.3f}]" if c["n"] else "-"
-                                              for c in cells) + " |")
-    return "\n".join(lines)
+    return _markdown(table, {c: f"A~ conserved_step_share, {c}" for c in columns}, arms)
 
 
 def summarize(per_trajectory: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -225,11 +220,15 @@ COLUMN_TITLES = {"delta": "Delta", "none": "A~ before budget", "equal_step_mean_
 
 def markdown_table(table: dict[str, dict[str, dict[str, float]]]) -> str:
     """The AUC table as markdown: mean [95% CI] per arm and column, "-" where an arm has none."""
-    columns = list(COLUMN_TITLES)
-    lines = [f"| arm | {' | '.join(COLUMN_TITLES[c] for c in columns)} |", "|---|" + "---|" * len(columns)]
-    for arm, cells in table.items():
-        shown = [f"{cells[c]['mean']:.3f} [{cells[c]['ci_low']:.3f}, {cells[c]['ci_high']:.3f}]" if cells[c]["n"] else "-"
-                 for c in columns]
+    return _markdown(table, COLUMN_TITLES, list(table))
+
+
+def _markdown(table: dict[str, dict[str, dict[str, float]]], titles: dict[str, str], arms: list[str]) -> str:
+    """Rows ``arms``, columns ``titles`` (column -> header): mean [95% CI], "-" for an empty cell."""
+    lines = [f"| arm | {' | '.join(titles.values())} |", "|---|" + "---|" * len(titles)]
+    for arm in arms:
+        shown = [f"{cell['mean']:.3f} [{cell['ci_low']:.3f}, {cell['ci_high']:.3f}]" if cell["n"] else "-"
+                 for cell in (table[arm][c] for c in titles)]
         lines.append(f"| {arm} | {' | '.join(shown)} |")
     return "\n".join(lines)
 
