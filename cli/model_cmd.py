@@ -27,6 +27,9 @@ def init_tiny(
     alfworld_data: Annotated[Path | None, typer.Option(
         help="A folder of ALFWorld games whose text the tokenizer also learns (default: none, so the same "
              "tokenizer on every machine).")] = None,
+    searchqa_text: Annotated[bool, typer.Option(
+        help="Also train the tokenizer on a generated Search-QA world's transcripts (its invented names' "
+             "syllables), as quickstart-searchqa does.")] = False,
 ) -> None:
     """Build a tiny Qwen3 model + BPE tokenizer trained on env text; loads with from_pretrained."""
     from stepopsd.tiny import TinyModelSpec, build_tiny_model
@@ -41,7 +44,8 @@ def init_tiny(
     kv_heads = heads // 2 if heads % 2 == 0 else 1  # grouped-query attention: the kv heads divide the heads
     try:
         spec = TinyModelSpec(hidden_size=hidden_size, intermediate_size=3 * hidden_size, num_hidden_layers=layers,
-                             num_attention_heads=heads, num_key_value_heads=kv_heads, seed=seed)
+                             num_attention_heads=heads, num_key_value_heads=kv_heads, seed=seed,
+                             searchqa_text=searchqa_text)
     except ValueError as error:
         fail(str(error))
     build_tiny_model(out, spec, alfworld_data)

@@ -23,6 +23,7 @@ QWEN_PRETOKENIZE_REGEX = (
 )
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 TAG_TOKENS = ("<think>", "</think>", "<action>", "</action>")
+SEARCH_TAG_TOKENS = ("<search>", "</search>", "<answer>", "</answer>", "<information>", "</information>")
 
 # Qwen-style ChatML; assistant turns wrapped in {% generation %} so return_assistant_tokens_mask works.
 # Prefix-stable: an earlier turn renders the same whatever follows it.
@@ -52,6 +53,7 @@ class TinyModelSpec:
     head_dim: int = 32
     max_position_embeddings: int = 8192
     seed: int = 0
+    searchqa_text: bool = False  # also train the tokenizer on a generated Search-QA world's transcripts
 
     def __post_init__(self) -> None:
         from stepopsd.configtree import at_least, check_fields
@@ -101,6 +103,27 @@ def builtin_env_corpus(num_scenes: int = 400) -> Iterator[str]:
             yield hindsight_block("correct" if scene % 2 else "incorrect", "\n".join(peer_lines))
 
 
+def searchqa_world_corpus(seed: int = 0, num_entities: int = 300) -> Iterator[str]:
+    """Search-R1 transcripts of a generated QA world (:mod:`stepopsd_envs.searchqa.world`): the
+    instructions, each question, the expert's searches with the passages they find, the answer.
+    Any seed gives the same syllables and sentence templates, so one world serves every world."""
+    from stepopsd_envs.searchqa.protocol import INSTRUCTIONS
+    from stepopsd_envs.searchqa.retrievers import Hit, format_information
+    from stepopsd_envs.searchqa.world import generate_world
+
+    world = generate_world(seed, num_entities, num_questions=num_entities)
+    passages = {passage.id: passage for passage in world.passages}
+    yield INSTRUCTIONS
+    for question in world.train + world.test:
+        turns = [f"Question: {question.question}\n"]
+        for query, supporting in zip(question.expert_queries, question.supporting_ids):
+            hits = [Hit(passages[passage_id], 0.0) for passage_id in supporting]
+            turns.append(f"<think> Next step of the plan: <search> {query} </search>. </think>\n<search> {query} </search>"
+                         f"\n\n<information>{format_information(hits).strip()}</information>\n\n")
+        turns.append(f"<answer> {question.answer} </answer>")
+        yield "".join(turns)
+
+
 def _protocol_feedback_text() -> str:
     """The protocol's corrective feedback texts, so invalid steps tokenise compactly."""
     from stepopsd_envs.protocol import TagProtocol
@@ -141,8 +164,9 @@ def _grammar_sentences(grammar: str) -> Iterator[str]:
 # --------------------------------------------------------------------------- builders
 
 
-def train_tokenizer(texts: Iterator[str], vocab_size: int):
-    """A byte-level BPE ``tokenizers.Tokenizer`` with Qwen's normalizer and pre-tokenizer."""
+def train_tokenizer(texts: Iterator[str], vocab_size: int, tags: tuple[str, ...] = TAG_TOKENS):
+    """A byte-level BPE ``tokenizers.Tokenizer`` with Qwen's normalizer and pre-tokenizer; each of
+    ``tags`` is one token."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
     from tokenizers.models import BPE
 
@@ -154,14 +178,14 @@ def train_tokenizer(texts: Iterator[str], vocab_size: int):
     ])
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
-    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in TAG_TOKENS])
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in tags])
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=[*SPECIAL_TOKENS, *TAG_TOKENS],
+        special_tokens=[*SPECIAL_TOKENS, *tags],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tag_pattern = re.compile("|".join(re.escape(t) for t in (*SPECIAL_TOKENS, *TAG_TOKENS)))
+    tag_pattern = re.compile("|".join(re.escape(t) for t in (*SPECIAL_TOKENS, *tags)))
     tokenizer.train_from_iterator((tag_pattern.sub(" ", text) for text in texts), trainer=trainer)
     return tokenizer
 
@@ -187,15 +211,18 @@ def build_tiny_model(out_dir: str | Path, spec: TinyModelSpec = TinyModelSpec(),
     """Train the tokenizer, initialise the Qwen3 model, save both to ``out_dir``; returns it.
 
     The tokenizer's text is what the package itself ships or generates (the built-in envs, the
-    hindsight block, ALFWorld's grammar when alfworld is installed), so the same spec gives the
+    hindsight block, ALFWorld's grammar when alfworld is installed, a generated Search-QA world
+    with ``spec.searchqa_text``), so the same spec gives the
     same model on every machine; ALFWorld game files are read only when ``alfworld_data`` is given.
     """
     import torch
     from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 
     out_dir = Path(out_dir)
-    texts = [*builtin_env_corpus(), *alfworld_corpus(alfworld_data)]
-    hf_tokenizer = wrap_tokenizer(train_tokenizer(iter(texts), spec.vocab_size))
+    texts = [*builtin_env_corpus(), *alfworld_corpus(alfworld_data),
+             *(searchqa_world_corpus() if spec.searchqa_text else ())]
+    tags = TAG_TOKENS + SEARCH_TAG_TOKENS if spec.searchqa_text else TAG_TOKENS
+    hf_tokenizer = wrap_tokenizer(train_tokenizer(iter(texts), spec.vocab_size, tags))
     eos_id, pad_id = hf_tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
     config = Qwen3Config(
         vocab_size=_round_up(len(hf_tokenizer), 64),
@@ -218,7 +245,8 @@ def build_tiny_model(out_dir: str | Path, spec: TinyModelSpec = TinyModelSpec(),
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     hf_tokenizer.save_pretrained(out_dir)
-    sources = {"fetch_texts": True, "alfworld_data": str(alfworld_data) if alfworld_data else None}
+    sources = {"fetch_texts": True, "alfworld_data": str(alfworld_data) if alfworld_data else None,
+               "searchqa_world": spec.searchqa_text}
     (out_dir / "tiny_build.json").write_text(json.dumps({"spec": asdict(spec), "sources": sources}, indent=2))
     return out_dir
 

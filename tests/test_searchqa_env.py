@@ -35,7 +35,7 @@ def test_check_env_passes(data):
 def test_scripted_search_then_answer_wins_every_question(data):
     env = make(data)
     for number, (question, answers, module) in enumerate(STDLIB_QUESTIONS):
-        trajectory = play_text_episode(env, expert_output_fn(env), options={"example_index": number})
+        trajectory = play_text_episode(env, expert_output_fn(env), options={"game_index": number})
         assert trajectory.success and trajectory.terminated and not trajectory.truncated
         assert trajectory.reward == 1.0 and len(trajectory.steps) == 2
         search, answer = trajectory.steps
@@ -60,7 +60,7 @@ def test_user_question_wrong_answer_and_info_keys(data):
 
 def test_malformed_outputs_are_invalid_steps_and_max_turns_truncates(data):
     env = make(data, max_turns=3)
-    env.reset(options={"example_index": 0})
+    env.reset(options={"game_index": 0})
     observation, reward, terminated, truncated, info = env.step("The answer is Seymour Papert.")
     assert "My previous action is invalid" in observation and not info["valid_action"]
     assert (reward, terminated, truncated) == (0.0, False, False)
@@ -83,7 +83,7 @@ def test_missing_question_and_index_are_clear_errors(data):
 
 def test_window_prompt_is_search_r1s_message_with_the_last_turns(data):
     env = make(data).unwrapped
-    observation, _ = env.reset(options={"example_index": 0})
+    observation, _ = env.reset(options={"game_index": 0})
     question = f"{INSTRUCTIONS} {observation}"  # Search-R1's prompt: instructions, then "Question: ...\n"
     assert observation.startswith("Question: ") and env.window_prompt(2) == question
     invalid, *_ = env.step("no command at all")
@@ -102,7 +102,7 @@ def test_window_mode_rollout_sends_the_envs_own_prompt_alone(data, tiny_policy):
 
     env = make(data)
     config = RolloutConfig(context_mode="window", history_steps=1)
-    [traj] = expert_trajectories(tiny_policy, [env], [Task(options={"example_index": 1})], config)
+    [traj] = expert_trajectories(tiny_policy, [env], [Task(options={"game_index": 1})], config)
     assert traj.success and len(traj.steps) == 2
     search = traj.steps[0]
     expected = f"{INSTRUCTIONS} Question: {traj.metadata['task']}\n{search.action}{search.observation}"

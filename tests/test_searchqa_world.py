@@ -139,7 +139,7 @@ def test_the_scripted_expert_wins_with_the_real_index_and_makes_no_mistake(world
     wins = 0
     for number, question in enumerate(world.test):
         play = expert_output_fn(env)  # stepopsd's expert replay, reading info["expert_action"]
-        observation, info = env.reset(options={"example_index": number})
+        observation, info = env.reset(options={"game_index": number})
         labels, terminated, truncated = [], False, False
         while not (terminated or truncated):
             observation, reward, terminated, truncated, info = env.step(play(observation, info))
@@ -159,7 +159,7 @@ def test_labels_and_the_expert_follow_the_hops(world, files, bm25_dir):
     wrong_query = next(q.expert_queries[0] for q in world.train  # a query about something else
                        if not {hit.passage.id for hit in retriever.search([q.expert_queries[0]], 3)[0]} & needed)
     first, second = (f"<search> {query} </search>" for query in question.expert_queries)
-    _, info = env.reset(options={"example_index": number})
+    _, info = env.reset(options={"game_index": number})
     assert info["expert_action"] == first and info["expert_actions"] == [first, second,
                                                                          f"<answer> {question.answer} </answer>"]
     _, _, _, _, info = env.step("I will not use the tags.")
@@ -180,7 +180,7 @@ def test_labels_and_the_expert_follow_the_hops(world, files, bm25_dir):
 def test_a_search_once_every_hop_is_found_is_a_mistake(world, files, bm25_dir):
     env = make_env(bm25_dir, files)
     number, question = next((n, q) for n, q in enumerate(world.test) if not is_multi_hop(q))
-    env.reset(options={"example_index": number})
+    env.reset(options={"game_index": number})
     _, _, _, _, info = env.step(f"<search> {question.expert_queries[0]} </search>")
     assert (info["mistake"], info["decisive"]) == (False, True)
     _, _, _, _, info = env.step(f"<search> {question.expert_queries[0]} </search>")
@@ -222,3 +222,46 @@ def test_cli_index_option_builds_the_bm25_index(tmp_path):
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "bm25" / "meta.json").read_text())
     assert meta == {"kind": "bm25", "num_passages": check_corpus(out / "corpus.jsonl")}
+
+
+def test_fillers_zero_states_only_the_facts():
+    short = generate_world(SEED, 40, 20, fillers=0)
+    for passage in short.passages:
+        assert len(passage.text.split()) <= 30, passage.text
+    text = {p.id: p.contents for p in short.passages}
+    for question in short.train + short.test:
+        assert question.answer in text[question.supporting_ids[-1][0]]
+    with pytest.raises(ValueError, match="fillers must be in"):
+        generate_world(SEED, 40, 20, fillers=7)
+
+
+def test_world_kwarg_builds_the_world_into_the_cache_once(tmp_path, monkeypatch):
+    pytest.importorskip("pyserini")
+    monkeypatch.setenv("STEPOPSD_CACHE", str(tmp_path))
+    sizes = {"seed": 3, "entities": 40, "questions": 20, "fillers": 0}
+    env = gymnasium.make("stepopsd/SearchQA-v0", world=sizes, threads=1)
+    [folder] = (tmp_path / "searchqa-world").iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == ["bm25", "corpus.jsonl", "test.jsonl", "train.jsonl"]
+    expected = generate_world(3, 40, 20, fillers=0)
+    assert [e.question for e in env.unwrapped.games] == [q.question for q in expected.train]  # split "train"
+    stamp = (folder / "bm25" / "meta.json").stat().st_mtime_ns
+    test_env = gymnasium.make("stepopsd/SearchQA-v0", world=sizes, split="test", threads=1)
+    assert (folder / "bm25" / "meta.json").stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert [e.question for e in test_env.unwrapped.games] == [q.question for q in expected.test]
+    play = expert_output_fn(test_env)
+    observation, info = test_env.reset(options={"game_index": 0})
+    terminated = truncated = False
+    while not (terminated or truncated):
+        observation, reward, terminated, truncated, info = test_env.step(play(observation, info))
+    assert reward == 1.0
+
+
+def test_world_kwarg_refuses_unknown_sizes_and_other_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("STEPOPSD_CACHE", str(tmp_path))
+    with pytest.raises(ValueError, match="unknown: size"):
+        gymnasium.make("stepopsd/SearchQA-v0", world={"seed": 0, "size": 3})
+    with pytest.raises(ValueError, match="drop data_path"):
+        gymnasium.make("stepopsd/SearchQA-v0", world={"seed": 0}, data_path="questions.jsonl")
+    with pytest.raises(ValueError, match="retriever must be one of"):
+        gymnasium.make("stepopsd/SearchQA-v0", world={"seed": 0}, retriever="grep")
+    assert not (tmp_path / "searchqa-world").exists()

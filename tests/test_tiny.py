@@ -66,3 +66,15 @@ def test_trained_tokenizer_learns_env_words_and_keeps_tags_whole():
     assert tokenizer.encode("go to cabinet").tokens == ["go", "Ġto", "Ġcabinet"]
     assert tokenizer.encode("<action>go</action>").tokens == ["<action>", "go", "</action>"]
     assert "{% generation %}" in CHAT_TEMPLATE
+
+
+def test_searchqa_text_adds_the_world_and_whole_search_tags(tmp_path):
+    from stepopsd.tiny import searchqa_world_corpus
+
+    transcript = next(text for text in searchqa_world_corpus(num_entities=40) if text.startswith("Question:"))
+    assert "<search>" in transcript and "<information>Doc 1(Title: " in transcript and "<answer>" in transcript
+    folder = build_tiny_model(tmp_path / "sq", TinyModelSpec(num_hidden_layers=1, searchqa_text=True))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert tokenizer.tokenize("<search> x </search><answer>")[:1] == ["<search>"]
+    assert {"</search>", "<answer>"} <= set(tokenizer.tokenize("<search> x </search><answer>"))
+    assert json.loads((folder / "tiny_build.json").read_text())["sources"]["searchqa_world"] is True

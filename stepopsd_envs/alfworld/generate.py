@@ -23,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from stepopsd_envs.cache import cache_root
 from stepopsd_envs.alfworld.games import GAME_FILENAME, TASK_TYPES, normalize_task_types
 
 FOLDER_OF_TASK_TYPE = {short: folder for folder, short in TASK_TYPES.items()}
@@ -223,7 +224,7 @@ def generate_game(task_type: str, scene_seed: int, config: SceneConfig, engine) 
 
 def default_cache_dir() -> Path:
     """``$STEPOPSD_CACHE/alfworld`` or ``~/.cache/stepopsd/alfworld``."""
-    return Path(os.environ.get("STEPOPSD_CACHE", Path.home() / ".cache" / "stepopsd")).expanduser() / "alfworld"
+    return cache_root("alfworld")
 
 
 def generated_games(

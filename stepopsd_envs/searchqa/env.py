@@ -41,14 +41,18 @@ shown alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stepopsd_envs.searchqa.datasets import QAExample, load_qa_examples
 from stepopsd_envs.searchqa.metrics import exact_match, token_f1
 from stepopsd_envs.searchqa.protocol import SearchR1Protocol, parse_command
-from stepopsd_envs.searchqa.retrievers import Retriever, RetrieverUnavailable, format_information, load_retriever
+from stepopsd_envs.searchqa.retrievers import (RETRIEVER_KINDS, Retriever, RetrieverUnavailable, format_information,
+                                               load_retriever)
 from stepopsd_envs.text_env import TextEnv
+
+
+WORLD_OPTIONS = ("seed", "entities", "questions", "fillers")  # world_folder's arguments, as world= keys
 
 
 class SearchQAEnv(TextEnv):
@@ -66,12 +70,19 @@ class SearchQAEnv(TextEnv):
         split: str | None = None,
         data_sources: Sequence[str] | None = None,
         threads: int = 2,
+        world: Mapping[str, int] | None = None,
         protocol: SearchR1Protocol | None = None,
         render_mode: str | None = None,
     ) -> None:
         super().__init__(protocol or SearchR1Protocol(), render_mode=render_mode)
         if top_k < 1 or max_turns < 1:
             raise ValueError(f"top_k and max_turns must be >= 1, got top_k={top_k}, max_turns={max_turns}")
+        if world is not None:
+            if data_path is not None or index_dir is not None or dense_index_dir is not None:
+                raise ValueError("world= brings its own questions and index: drop data_path, index_dir and "
+                                 "dense_index_dir (or drop world)")
+            index_dir, dense_index_dir, data_path = _world_files(world, retriever, retriever_url)
+            split = split or "train"
         self.retriever = _resolve_retriever(retriever, index_dir, dense_index_dir, retriever_url, threads)
         self.top_k = top_k
         self.max_turns = max_turns
@@ -82,6 +93,12 @@ class SearchQAEnv(TextEnv):
         self._turn = 0
         self._retrieval_failed = False
         self._hops_found = 0  # hops of the expert plan whose passages have been retrieved, in order
+
+    @property
+    def games(self) -> list[QAExample]:
+        """The dataset rows, for ``reset(options={"game_index": i})`` (the game-list convention of
+        the trainer's SFT and evaluation, which then play rows in order instead of random draws)."""
+        return self.examples
 
     def _start_episode(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         self.example = self._pick_example(options)
@@ -113,7 +130,7 @@ class SearchQAEnv(TextEnv):
         if not self.examples:
             raise ValueError("no question: pass reset(options={'question': ..., 'answers': [...]}) "
                              "or make the env with data_path=<Search-R1 JSONL/Parquet file>")
-        index = options.get("example_index")
+        index = options.get("game_index")
         if index is None:
             index = int(self.np_random.integers(len(self.examples)))
         return self.examples[int(index)]
@@ -179,6 +196,25 @@ class SearchQAEnv(TextEnv):
 def _question_observation(example: QAExample) -> str:
     """The first observation (Search-R1 appends it to its instructions)."""
     return f"Question: {example.question}\n"
+
+
+def _world_files(world: Mapping[str, int], retriever: str | Retriever,
+                 retriever_url: str | None) -> tuple[str | None, str | None, list[str]]:
+    """``(index_dir, dense_index_dir, data_path)`` of a generated world, built into the cache on first use."""
+    from stepopsd_envs.searchqa.world import world_folder
+
+    unknown = set(world) - set(WORLD_OPTIONS)
+    if unknown:
+        raise ValueError(f"world= takes {', '.join(WORLD_OPTIONS)}; unknown: {', '.join(sorted(unknown))}")
+    if isinstance(retriever, str) and retriever not in RETRIEVER_KINDS:
+        raise ValueError(f"retriever must be one of {RETRIEVER_KINDS}, got {retriever!r}")
+    searched_here = retriever_url is None and isinstance(retriever, str)
+    indexes = {"hybrid": ("bm25", "dense")}.get(retriever, (retriever,)) if searched_here else ()
+    folder = world_folder(**{key: int(value) for key, value in world.items()}, indexes=indexes)
+    data_path = [str(folder / "train.jsonl"), str(folder / "test.jsonl")]
+    if not indexes:
+        return None, None, data_path
+    return str(folder / indexes[0]), str(folder / "dense") if retriever == "hybrid" else None, data_path
 
 
 def _resolve_retriever(retriever: str | Retriever, index_dir: str | None, dense_index_dir: str | None,

@@ -29,12 +29,17 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import random
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from stepopsd_envs.cache import cache_root
 from stepopsd_envs.searchqa.retrievers import Passage
 
+WORLD_VERSION = 1  # part of the cache folder's name: bump when a seed's world changes
 KINDS = ("country", "city", "organisation", "person", "work")
 MIN_ENTITIES = 20
 NAMESAKE_SHARE = 0.5  # chance that an entity (not a country) gets a namesake distractor
@@ -155,19 +160,23 @@ class World:
 
 
 def generate_world(seed: int = 0, num_entities: int = 1000, num_questions: int = 2000,
-                   test_fraction: float = 0.2) -> World:
+                   test_fraction: float = 0.2, fillers: int = FILLERS_PER_PASSAGE) -> World:
     """The world of ``seed``: ``num_entities`` entities (plus namesakes) and ``num_questions`` questions.
 
     Half the questions are multi-hop; ``test_fraction`` of each family goes to the test split.
+    ``fillers`` (0-6) filler sentences follow each passage's facts: 5 give ~100-word articles, 0 a
+    ~20-word statement of the facts (short contexts for tiny models).
     """
     if num_entities < MIN_ENTITIES:
         raise ValueError(f"num_entities must be >= {MIN_ENTITIES}, got {num_entities}")
+    if not 0 <= fillers <= len(FILLERS["person"]):
+        raise ValueError(f"fillers must be in [0, {len(FILLERS['person'])}], got {fillers}")
     if num_questions < 2 or not 0.0 < test_fraction < 1.0:
         raise ValueError(f"need num_questions >= 2 and 0 < test_fraction < 1, got {num_questions}, {test_fraction}")
     rng = random.Random(seed)
     entities = _main_entities(rng, num_entities)
     namesakes = _namesakes(rng, entities)
-    passages = tuple(_passage(entity, rng) for entity in entities + namesakes)
+    passages = tuple(_passage(entity, rng, fillers) for entity in entities + namesakes)
     by_name = {entity.name: entity for entity in entities}
     train: list[WorldQuestion] = []
     test: list[WorldQuestion] = []
@@ -260,12 +269,11 @@ def _namesake_name(rng: random.Random, entity: Entity) -> str:
     return f"{first[::-1].capitalize()} {rest}"  # a relative: same family name, the given name reversed
 
 
-def _passage(entity: Entity, rng: random.Random) -> Passage:
-    """The entity's ~100-word article: its facts, then filler sentences."""
+def _passage(entity: Entity, rng: random.Random, fillers: int) -> Passage:
+    """The entity's article: its facts, then ``fillers`` filler sentences."""
     short = entity.name.split()[-1] if entity.kind == "person" else entity.name
-    fillers = rng.sample(FILLERS[entity.kind], FILLERS_PER_PASSAGE)
     sentences = [FACTS[entity.kind].format(name=entity.name, short=short, **entity.facts)]
-    sentences += [filler.format(short=short) for filler in fillers]
+    sentences += [filler.format(short=short) for filler in rng.sample(FILLERS[entity.kind], fillers)]
     return Passage(entity.passage_id, entity.name, " ".join(sentences))
 
 
@@ -328,3 +336,41 @@ def write_world(world: World, out_dir: str | Path) -> tuple[Path, Path, Path]:
         path.write_text("".join(json.dumps(_qa_row(q, split, n)) + "\n" for n, q in enumerate(questions)),
                         encoding="utf-8")
     return corpus_path, train_path, test_path
+
+
+def world_folder(seed: int = 0, entities: int = 1000, questions: int = 2000, fillers: int = FILLERS_PER_PASSAGE,
+                 indexes: tuple[str, ...] = ("bm25",), cache_dir: str | os.PathLike | None = None) -> Path:
+    """The folder of a world's files in the cache, written on first use; returns it.
+
+    ``CACHE/v1-seed-S-entities-E-questions-Q-fillers-F`` (``CACHE`` = ``cache_dir`` or
+    ``$STEPOPSD_CACHE/searchqa-world``) holds ``corpus.jsonl``, ``train.jsonl``, ``test.jsonl`` and
+    one index folder per name in ``indexes`` (``bm25``: Lucene; ``dense``: faiss with the default
+    encoder). Parallel workers may race on a first use: each builds in a folder of its own and the
+    first to finish is kept.
+    """
+    from stepopsd_envs.searchqa.datasets import iter_corpus
+    from stepopsd_envs.searchqa.indexing import build_bm25_index, build_dense_index
+
+    builders = {"bm25": build_bm25_index, "dense": build_dense_index}
+    unknown = set(indexes) - set(builders)
+    if unknown:
+        raise ValueError(f"indexes must name {sorted(builders)}, got {sorted(unknown)}")
+    root = Path(cache_dir) if cache_dir is not None else cache_root("searchqa-world")
+    folder = root / f"v{WORLD_VERSION}-seed-{seed}-entities-{entities}-questions-{questions}-fillers-{fillers}"
+    if not (folder / "test.jsonl").is_file():
+        world = generate_world(seed, entities, questions, fillers=fillers)  # bad sizes fail before any folder
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=root))
+        write_world(world, staging)
+        try:
+            staging.rename(folder)
+        except OSError:  # another worker's world is there already
+            shutil.rmtree(staging)
+    for name in indexes:
+        if not (folder / name / "meta.json").is_file():
+            try:
+                builders[name](iter_corpus(folder / "corpus.jsonl"), folder / name)
+            except OSError:
+                if not (folder / name / "meta.json").is_file():  # not another worker's finished index
+                    raise
+    return folder
