@@ -25,6 +25,8 @@ def searchqa_world(
                                                        "half of them).")] = 1000,
     questions: Annotated[int, typer.Option(min=2, help="Questions, half single-hop, half multi-hop; "
                                                        "a fifth of each go to test.jsonl.")] = 2000,
+    fillers: Annotated[int, typer.Option(min=0, max=6, help="Filler sentences after each article's facts "
+                                                             "(0: ~20-word passages for tiny models).")] = 5,
     index: Annotated[bool, typer.Option(help="Also build the BM25 index into OUT/bm25.")] = False,
     threads: Annotated[int, typer.Option(min=1, help="Indexing threads (with --index).")] = 2,
 ) -> None:
@@ -33,7 +35,7 @@ def searchqa_world(
 
     check_new_folder(out)
     try:
-        world = generate_world(seed, entities, questions)
+        world = generate_world(seed, entities, questions, fillers=fillers)
     except ValueError as error:
         fail(str(error))
     corpus_path, _, _ = write_world(world, out)

@@ -235,6 +235,14 @@ def test_fillers_zero_states_only_the_facts():
         generate_world(SEED, 40, 20, fillers=7)
 
 
+def test_cli_fillers_option(tmp_path):
+    result = runner.invoke(app, ["data", "searchqa-world", "--out", str(tmp_path / "w"), "--seed", str(SEED),
+                                 "--entities", "40", "--questions", "20", "--fillers", "0"])
+    assert result.exit_code == 0, result.output
+    expected = write_world(generate_world(SEED, 40, 20, fillers=0), tmp_path / "expected")[0]
+    assert (tmp_path / "w" / "corpus.jsonl").read_bytes() == expected.read_bytes()
+
+
 def test_world_kwarg_builds_the_world_into_the_cache_once(tmp_path, monkeypatch):
     pytest.importorskip("pyserini")
     monkeypatch.setenv("STEPOPSD_CACHE", str(tmp_path))

@@ -154,7 +154,7 @@ def test_unknown_config_field_is_a_clear_error():
         load_train_config("test-fetch", {"algorithm.name": "ppo"})
 
 
-@pytest.mark.parametrize("name", ["quickstart", "quickstart-alfworld", "alfworld-qwen2.5-3b", "searchqa-qwen2.5-3b",
+@pytest.mark.parametrize("name", ["quickstart", "quickstart-alfworld", "quickstart-searchqa", "alfworld-qwen2.5-3b", "searchqa-qwen2.5-3b",
                                   "test-fetch"])
 def test_shipped_configs_resolve_and_name_real_env_options(name):
     import inspect

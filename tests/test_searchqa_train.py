@@ -1,0 +1,31 @@
+"""A seconds-long ``train`` of quickstart-searchqa: the generated world and its real BM25 index built
+into the cache, the tiny model's Search-QA tokenizer, SFT on the scripted expert, one StepOPSD
+iteration and the exact-match table with single-hop and multi-hop columns."""
+
+import pytest
+
+from stepopsd.config import load_train_config
+from stepopsd.train import train
+from stepopsd.trajectory_io import load_trajectories
+
+WORLD = {"seed": 5, "entities": 40, "questions": 40, "fillers": 0}
+SMALL = {"model.tiny.vocab_size": 1024, "model.tiny.hidden_size": 64, "model.tiny.intermediate_size": 128,
+         "model.tiny.num_hidden_layers": 1, "model.tiny.num_attention_heads": 2, "model.tiny.num_key_value_heads": 1}
+
+
+def test_quickstart_searchqa_trains_end_to_end_on_a_tiny_world(tmp_path, monkeypatch):
+    pytest.importorskip("pyserini")
+    monkeypatch.setenv("STEPOPSD_CACHE", str(tmp_path / "cache"))
+    config = load_train_config("quickstart-searchqa", {
+        **SMALL,
+        "env.train_kwargs": {"world": WORLD, "top_k": 2, "max_turns": 3, "threads": 1},
+        "env.eval_kwargs": {"world": WORLD, "split": "test", "top_k": 2, "max_turns": 3, "threads": 1},
+        "env.eval_episodes": 8, "sft.steps": 2, "sft.batch_rows": 4, "run.sft_expert_episodes": 6,
+        "run.iterations": 1, "run.tasks_per_iteration": 2, "rollout.group_size": 2, "run.eval_every": 0,
+        "run.checkpoint_every": 0, "run.save_trajectories_every": 1, "rollout.sampling.max_new_tokens": 12})
+    summary = train(config, tmp_path / "run")
+    assert (tmp_path / "run" / "sft_model" / "config.json").is_file()
+    assert {"world-single", "world-multi"} <= set(summary["success_after"]), summary
+    [trajectory, *_] = load_trajectories(next((tmp_path / "run" / "trajectories").glob("*.jsonl")))
+    assert trajectory.task_type in ("world-single", "world-multi")
+    assert all("mistake" in step.info for step in trajectory.steps if step.valid_action)
