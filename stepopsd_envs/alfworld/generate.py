@@ -23,8 +23,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from stepopsd_envs.cache import cache_root
 from stepopsd_envs.alfworld.games import GAME_FILENAME, TASK_TYPES, normalize_task_types
+from stepopsd_envs.cache import cache_root
 
 FOLDER_OF_TASK_TYPE = {short: folder for folder, short in TASK_TYPES.items()}
 TASK_APPLIANCE = {"Clean": "SinkBasin", "Heat": "Microwave", "Cool": "Fridge"}
