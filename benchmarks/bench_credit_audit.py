@@ -61,6 +61,7 @@ def guessing_expert(policy, protocol, seed: int):
     exactly one labelled mistake."""
     import random
 
+    from stepopsd.episodes import EXPERT_THOUGHT
     from stepopsd.policy import Sample, encode
 
     rng = random.Random(seed)
@@ -71,7 +72,7 @@ def guessing_expert(policy, protocol, seed: int):
             action = request.info["expert_action"]
             if action.startswith("take parcel"):
                 action = rng.choice(sorted(a for a in request.info["admissible_actions"] if a.startswith("take parcel")))
-            text = protocol.format(action, thought=f"Next step of the plan: {action}.")
+            text = protocol.format(action, thought=EXPERT_THOUGHT.format(action=action))
             ids = encode(policy, text) + [policy.tokenizer.eos_token_id]
             samples.append(Sample(tuple(ids), (0.0,) * len(ids), text, "eos"))
         return samples

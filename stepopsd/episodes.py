@@ -15,6 +15,8 @@ import gymnasium
 
 from stepopsd.trajectory import Span, SpanKind, Step, Trajectory
 
+EXPERT_THOUGHT = "Next step of the plan: {action}."  # the scripted expert's thought before each action
+
 # (observation, info) -> the agent's raw output for this turn
 OutputFn = Callable[[str, dict[str, Any]], str]
 
@@ -117,7 +119,7 @@ def expert_output_fn(env: gymnasium.Env) -> OutputFn:
     def output(observation: str, info: dict[str, Any]) -> str:
         finished = "expert_actions" not in info and "expert_action" not in info and expert.plan_finished
         action = expert.next_action(info)
-        return protocol.format(action, thought="The plan is finished." if finished else f"Next step of the plan: {action}.")
+        return protocol.format(action, thought="The plan is finished." if finished else EXPERT_THOUGHT.format(action=action))
 
     return output
 

@@ -13,7 +13,7 @@ import gymnasium
 import torch
 
 from stepopsd.config import SFTConfig
-from stepopsd.episodes import ExpertReplay
+from stepopsd.episodes import EXPERT_THOUGHT, ExpertReplay
 from stepopsd.logprobs import sequence_logprobs
 from stepopsd.policy import Policy, Sample, encode
 from stepopsd.batch import PolicyBatch, build_batch
@@ -21,7 +21,7 @@ from stepopsd.rollout import Responder, RolloutConfig, Task, TurnRequest, rollou
 from stepopsd.trajectory import Trajectory
 
 
-def expert_responder(policy: Policy, protocol, thought_template: str = "Next step of the plan: {action}.") -> Responder:
+def expert_responder(policy: Policy, protocol, thought_template: str = EXPERT_THOUGHT) -> Responder:
     """Answers each turn with the env's expert action (:class:`stepopsd.episodes.ExpertReplay`).
 
     The response ids are the tokenised expert text plus the end-of-turn token, as a model that
@@ -43,7 +43,7 @@ def expert_responder(policy: Policy, protocol, thought_template: str = "Next ste
 
 
 def expert_trajectories(policy: Policy, envs: Sequence[gymnasium.Env], tasks: Sequence[Task], config: RolloutConfig,
-                        thought_template: str = "Next step of the plan: {action}.") -> list[Trajectory]:
+                        thought_template: str = EXPERT_THOUGHT) -> list[Trajectory]:
     """Expert episodes as token-exact schema trajectories (same layout as model rollouts).
 
     Tasks are played ``len(envs) // group_size`` at a time, so a few envs serve many episodes.

@@ -105,22 +105,27 @@ def builtin_env_corpus(num_scenes: int = 400) -> Iterator[str]:
 
 def searchqa_world_corpus(seed: int = 0, num_entities: int = 300) -> Iterator[str]:
     """Search-R1 transcripts of a generated QA world (:mod:`stepopsd_envs.searchqa.world`): the
-    instructions, each question, the expert's searches with the passages they find, the answer.
-    Any seed gives the same syllables and sentence templates, so one world serves every world."""
-    from stepopsd_envs.searchqa.protocol import INSTRUCTIONS
+    instructions, each question, the expert's turns (as the SFT expert writes them) with the passages
+    its searches find, the answer. Any seed gives the same syllables and sentence templates, so one
+    world serves every world."""
+    from stepopsd.episodes import EXPERT_THOUGHT
+    from stepopsd_envs.searchqa.protocol import INSTRUCTIONS, SearchR1Protocol
     from stepopsd_envs.searchqa.retrievers import Hit, format_information
     from stepopsd_envs.searchqa.world import generate_world
 
+    protocol = SearchR1Protocol()
     world = generate_world(seed, num_entities, num_questions=num_entities)
     passages = {passage.id: passage for passage in world.passages}
     yield INSTRUCTIONS
     for question in world.train + world.test:
         turns = [f"Question: {question.question}\n"]
         for query, supporting in zip(question.expert_queries, question.supporting_ids):
+            search = f"<search> {query} </search>"
             hits = [Hit(passages[passage_id], 0.0) for passage_id in supporting]
-            turns.append(f"<think> Next step of the plan: <search> {query} </search>. </think>\n<search> {query} </search>"
-                         f"\n\n<information>{format_information(hits).strip()}</information>\n\n")
-        turns.append(f"<answer> {question.answer} </answer>")
+            turns.append(protocol.format(search, thought=EXPERT_THOUGHT.format(action=search))
+                         + f"\n\n<information>{format_information(hits).strip()}</information>\n\n")
+        answer = f"<answer> {question.answer} </answer>"
+        turns.append(protocol.format(answer, thought=EXPERT_THOUGHT.format(action=answer)))
         yield "".join(turns)
 
 
