@@ -71,6 +71,7 @@ def sft_command(
         except ValueError as error:  # no expert, or no episode won
             fail(str(error))
     typer.echo(f"{report.won}/{report.episodes} expert episodes won; trained on those"
+               + (f", every one of the {report.careless} careless episodes" if report.careless else "")
                + (f" and {report.hindsight_rows} hindsight rows" if report.hindsight_rows else ""))
     save_policy(policy, output_folder(out))
     typer.echo(f"{len(report.losses)} steps, loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}; saved to {out}")

@@ -8,7 +8,7 @@ token-exact trajectories go through :mod:`stepopsd.rollout`.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium
@@ -85,22 +85,43 @@ def play_text_episode(
     )
 
 
+def careless_action(expert_action: str, admissible_actions: Sequence[str], verb: str) -> str:
+    """What a careless demonstrator does where the expert does ``expert_action``: a ``verb``
+    command becomes the first admissible ``verb`` command as listed (the first object in sight,
+    not the one the task names); any other command stays the expert's.
+
+    >>> careless_action("take mug 1 from shelf 1", ["go to desk 1", "take apple 2 from shelf 1", "take mug 1 from shelf 1"], "take")
+    'take apple 2 from shelf 1'
+    """
+    if expert_action.split(" ", 1)[0] != verb:
+        return expert_action
+    return next((action for action in admissible_actions if action.split(" ", 1)[0] == verb), expert_action)
+
+
 class ExpertReplay:
     """The env's expert, for one episode at a time: call :meth:`next_action` with each turn's info.
 
     An env's expert is either reactive, ``info["expert_action"]`` at every turn (ALFWorld's
-    exploring expert), or a plan, ``info["expert_actions"]`` on reset (FetchItem); the reactive
-    one wins where both are given. A finished plan answers "look".
+    exploring expert), or a plan, ``info["expert_actions"]`` on reset (FetchItem's plan); the
+    reactive one wins where both are given. A finished plan answers "look". With
+    ``careless_verb`` it plays a careless demonstrator (:func:`careless_action`); that needs a
+    reactive expert, which goes on from wherever the careless choice led.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, careless_verb: str | None = None) -> None:
         self.plan: list[str] | None = None
+        self.careless_verb = careless_verb
 
     def next_action(self, info: dict[str, Any]) -> str:
         if "expert_actions" in info:  # present on reset: a new episode's plan
             self.plan = list(info["expert_actions"])
         if "expert_action" in info:
-            return info["expert_action"]
+            if self.careless_verb is None:
+                return info["expert_action"]
+            return careless_action(info["expert_action"], info.get("admissible_actions", ()), self.careless_verb)
+        if self.careless_verb is not None:
+            raise ValueError("a careless demonstrator needs a reactive expert (info['expert_action'] every turn); "
+                             "a plan cannot go on after a careless choice")
         if self.plan is None:
             raise ValueError("the env gave no info['expert_action'] nor info['expert_actions'] on reset; "
                              "playing its expert needs an env with an expert")

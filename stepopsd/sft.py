@@ -21,8 +21,10 @@ from stepopsd.rollout import Responder, RolloutConfig, Task, TurnRequest, rollou
 from stepopsd.trajectory import Trajectory
 
 
-def expert_responder(policy: Policy, protocol, thought_template: str = EXPERT_THOUGHT) -> Responder:
-    """Answers each turn with the env's expert action (:class:`stepopsd.episodes.ExpertReplay`).
+def expert_responder(policy: Policy, protocol, thought_template: str = EXPERT_THOUGHT,
+                     careless_verb: str | None = None) -> Responder:
+    """Answers each turn with the env's expert action (:class:`stepopsd.episodes.ExpertReplay`,
+    careless at ``careless_verb`` commands when given).
 
     The response ids are the tokenised expert text plus the end-of-turn token, as a model that
     finishes its turn would generate them.
@@ -33,7 +35,7 @@ def expert_responder(policy: Policy, protocol, thought_template: str = EXPERT_TH
     def respond(requests: Sequence[TurnRequest]) -> list[Sample]:
         samples = []
         for request in requests:
-            action = experts.setdefault(request.episode, ExpertReplay()).next_action(request.info)
+            action = experts.setdefault(request.episode, ExpertReplay(careless_verb)).next_action(request.info)
             text = protocol.format(action, thought=thought_template.format(action=action) if thought_template else "")
             ids = encode(policy, text) + [end_of_turn]
             samples.append(Sample(tuple(ids), (0.0,) * len(ids), text, "eos"))
@@ -43,13 +45,15 @@ def expert_responder(policy: Policy, protocol, thought_template: str = EXPERT_TH
 
 
 def expert_trajectories(policy: Policy, envs: Sequence[gymnasium.Env], tasks: Sequence[Task], config: RolloutConfig,
-                        thought_template: str = EXPERT_THOUGHT) -> list[Trajectory]:
-    """Expert episodes as token-exact schema trajectories (same layout as model rollouts).
+                        thought_template: str = EXPERT_THOUGHT, careless_verb: str | None = None) -> list[Trajectory]:
+    """Expert episodes as token-exact schema trajectories (same layout as model rollouts);
+    a careless demonstrator's with ``careless_verb`` (:func:`stepopsd.episodes.careless_action`).
 
     Tasks are played ``len(envs) // group_size`` at a time, so a few envs serve many episodes.
     """
     protocol = envs[0].unwrapped.protocol
-    return rollout_in_chunks(policy, envs, tasks, config, respond=expert_responder(policy, protocol, thought_template))
+    respond = expert_responder(policy, protocol, thought_template, careless_verb)
+    return rollout_in_chunks(policy, envs, tasks, config, respond=respond)
 
 
 def generated_token_nll(policy: Policy, batch: PolicyBatch) -> torch.Tensor:

@@ -22,8 +22,9 @@ from stepopsd.tiny import build_tiny_model
 class WarmStart:
     """What a warm start played and learnt."""
 
-    episodes: int  # expert episodes played
-    won: int  # of which won (SFT trains on those only)
+    episodes: int  # expert episodes played (the careless demonstrator's included)
+    won: int  # of which won (SFT trains on those, and on every careless episode)
+    careless: int  # episodes played by the careless demonstrator (sft.careless_rate)
     hindsight_rows: int  # extra single-step rows with a hindsight block (sft.hindsight_rows)
     losses: list[float]  # SFT loss of every step
     checks: list[tuple[int, float]] = dataclasses.field(default_factory=list)  # (steps done, greedy success) per check
@@ -32,8 +33,14 @@ class WarmStart:
 def sft_warm_start(policy: Policy, config: TrainConfig,
                    on_step: Callable[[int, float], None] | None = None,
                    on_check: Callable[[int, float], None] | None = None) -> WarmStart:
-    """Fine-tune ``policy`` in place on ``run.sft_expert_episodes`` won expert episodes of the
-    training env, played with the rollout's prompts (``config.rollout``), for ``config.sft``.
+    """Fine-tune ``policy`` in place on ``run.sft_expert_episodes`` episodes of the training
+    env's expert (the won ones), played with the rollout's prompts (``config.rollout``), for
+    ``config.sft``.
+
+    With ``sft.careless_rate`` that share of the episodes is played by a careless demonstrator
+    (:func:`stepopsd.episodes.careless_action`) and kept won or lost: the model learns the
+    skill from the expert's episodes and a preference against it from the careless ones, a
+    start RL can improve by shifting that preference (what RL does to a pretrained LLM).
 
     With ``sft.hindsight_rows`` it also trains on each expert step placed after the hindsight
     block a teacher is shown (:mod:`stepopsd.hindsight_rows`). With ``sft.stop_at_success`` it
@@ -47,7 +54,11 @@ def sft_warm_start(policy: Policy, config: TrainConfig,
                      **config.env.train_kwargs)
     try:
         tasks = game_tasks(envs[0], episodes, first_seed=seed_for(config.run.seed, -1), options={"expert": True})
-        played = expert_trajectories(policy, envs, tasks, dataclasses.replace(config.rollout, group_size=1))
+        careless = round(config.sft.careless_rate * episodes)
+        one_by_one = dataclasses.replace(config.rollout, group_size=1)
+        played = expert_trajectories(policy, envs, tasks[careless:], one_by_one)
+        careless_played = expert_trajectories(policy, envs, tasks[:careless], one_by_one,
+                                              careless_verb=config.sft.careless_verb) if careless else []
         won = [t for t in played if t.success]
         if not won:
             raise ValueError(f"no expert episode of {config.env.env_id} was won; nothing to learn from")
@@ -72,11 +83,12 @@ def sft_warm_start(policy: Policy, config: TrainConfig,
                     on_check(*checks[-1])
                 return checks[-1][1] >= config.sft.stop_at_success
 
-        losses = sft(policy, won + rows, config.sft, on_step=on_step, stop=stop)
+        losses = sft(policy, won + careless_played + rows, config.sft, on_step=on_step, stop=stop)
     finally:
         for env in envs:
             env.close()
-    return WarmStart(len(played), len(won), len(rows), losses, checks)
+    return WarmStart(len(played) + careless, len(won) + sum(t.success for t in careless_played), careless,
+                     len(rows), losses, checks)
 
 
 def prepare_start_model(config: TrainConfig, run: RunDir, accelerator, *, fresh_run: bool) -> Path:
@@ -99,7 +111,7 @@ def prepare_start_model(config: TrainConfig, run: RunDir, accelerator, *, fresh_
                 if (step + 1) % report_every == 0 else None, on_check=lambda steps, success: print(
                 f"  sft step {steps}: greedy success {success:.1%} on {config.sft.check_episodes} training tasks "
                 f"(stops at {config.sft.stop_at_success:.0%})", flush=True))
-            print(f"SFT warm start: {report.episodes} expert trajectories ({report.won} won, "
+            print(f"SFT warm start: {report.episodes} expert trajectories ({report.won} won, {report.careless} careless, "
                   f"{report.hindsight_rows} hindsight rows), {len(report.losses)} steps, "
                   f"loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}")
             save_policy(policy, start)

@@ -4,6 +4,12 @@ The agent must find an object hidden at one of several places and put it into a 
 receptacle, with ALFWorld's command vocabulary (``go to X``, ``open X``, ``take O from X``,
 ``move O to X``). Small enough for tests, docs and CPU training; a real game with real
 rules, not a stand-in for ALFWorld.
+
+The expert comes two ways: ``info["expert_actions"]`` on reset, a winning plan that searches the
+places in listed order, and ``info["expert_action"]`` on reset and every step, the same expert
+played from the current state: after any detour (a wrong object taken, a place skipped) it
+delivers what it holds to the target and then fetches the task's object, so it still wins when
+the step limit allows.
 """
 
 from __future__ import annotations
@@ -79,6 +85,8 @@ class FetchItemEnv(TextEnv):
         self._location: str | None = None
         self._opened: set[str] = set()
         self._holding: str | None = None
+        self._searched: set[str] = set()  # places whose inside the agent has seen
+        self._won = False
         self._contents = {place: [] for place in self.scene.places}
         self._contents[self.scene.object_place].append(self.scene.object_name)
         for name, place in self.scene.distractors.items():
@@ -95,6 +103,7 @@ class FetchItemEnv(TextEnv):
             "task_type": "fetch",
             "admissible_actions": self._admissible_actions(),
             "expert_actions": self.scene.expert_actions(),
+            "expert_action": self._expert_action(),
         }
         return observation, info
 
@@ -107,6 +116,21 @@ class FetchItemEnv(TextEnv):
             return f"The {place} is closed."
         seen = ", ".join(f"a {item}" for item in items) if items else "nothing"
         return f"On the {place}, you see {seen}."
+
+    def _expert_action(self) -> str | None:
+        """The expert's next command from the current state (None once the task is done)."""
+        scene, here = self.scene, self._location
+        if self._won:
+            return None
+        if self._holding is not None:  # deliver it, the task's object or not
+            if here != scene.target:
+                return f"go to {scene.target}"
+            return f"open {here}" if not self._visible(here) else f"move {self._holding} to {here}"
+        if here is not None and here != scene.target and self._visible(here) and scene.object_name in self._contents[here]:
+            return f"take {scene.object_name} from {here}"
+        unsearched = [p for p in scene.places if p != scene.target and p not in self._searched]
+        goal = unsearched[0] if unsearched else next(p for p in scene.places if scene.object_name in self._contents[p])
+        return f"go to {goal}" if here != goal else f"open {here}"
 
     def _admissible_actions(self) -> list[str]:
         if self.scene is None:
@@ -126,8 +150,8 @@ class FetchItemEnv(TextEnv):
     def _apply_action(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
         assert self.scene is not None, "call reset() before step()"
         if action not in self._admissible_actions():
-            return "Nothing happens.", 0.0, False, {"valid_action": False,
-                                                     "admissible_actions": self._admissible_actions()}
+            return "Nothing happens.", 0.0, False, {"valid_action": False, "admissible_actions": self._admissible_actions(),
+                                                     "expert_action": self._expert_action()}
         won = False
         verb = action.split()[0]
         if verb == "go":
@@ -147,8 +171,15 @@ class FetchItemEnv(TextEnv):
             self._holding = None
             observation = f"You move the {item} to the {self._location}."
             won = item == self.scene.object_name and self._location == self.scene.target
+            self._won = won
         else:  # look
             where = f"at {self._location}" if self._location else "in the middle of a room"
             observation = f"You are {where}."
+        if self._location is not None and self._visible(self._location):
+            self._searched.add(self._location)
         reward = self.success_reward if won else 0.0
-        return observation, reward, won, {"won": won, "admissible_actions": self._admissible_actions()}
+        info = {"won": won, "admissible_actions": self._admissible_actions()}
+        expert_action = self._expert_action()
+        if expert_action is not None:
+            info["expert_action"] = expert_action
+        return observation, reward, won, info

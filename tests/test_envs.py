@@ -36,6 +36,33 @@ def test_fetch_expert_wins_every_scene_and_random_mostly_fails():
     assert sum(t.success for t in rand) < 15
 
 
+@pytest.mark.parametrize("num_places", [2, 4, 8])
+def test_fetch_reactive_expert_plays_the_plan_and_recovers_from_a_careless_take(num_places):
+    from stepopsd.episodes import careless_action
+    from stepopsd_envs.fetch import FetchItemEnv
+
+    env = FetchItemEnv(num_places=num_places)
+    careless_losses = 0
+    for scene in range(60):
+        _, info = env.reset(options={"scene_seed": scene})
+        plan, played = info["expert_actions"], []
+        while "expert_action" in info:  # the reactive expert, followed to the end
+            played.append(info["expert_action"])
+            *_, info = env.step(env.protocol.format(played[-1]))
+        assert played == plan and info["won"]
+        _, info = env.reset(options={"scene_seed": scene})
+        first_take = None
+        for _ in range(len(plan) + 12):  # careless at every take: delivers what it took, then fetches the object
+            action = careless_action(info["expert_action"], info["admissible_actions"], "take")
+            first_take = first_take or (action if action.startswith("take") else None)
+            *_, terminated, _, info = env.step(env.protocol.format(action))
+            if terminated:
+                break
+        assert info["won"] and "expert_action" not in info
+        careless_losses += first_take != next(a for a in plan if a.startswith("take"))
+    assert careless_losses >= 5  # the first object in sight is often not the task's
+
+
 def test_reset_is_deterministic_and_info_has_documented_keys():
     env = gymnasium.make("stepopsd/FetchItem-v0")
     first = env.reset(seed=7)

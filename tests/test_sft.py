@@ -127,6 +127,30 @@ def test_warm_start_adds_one_hindsight_row_per_expert_step(tiny_policy):
     assert with_rows.hindsight_rows == sum(t.num_steps for t in expert)
 
 
+def test_warm_start_keeps_every_careless_episode_won_or_lost(tiny_policy):
+    """The careless demonstrator takes the first object in sight; with a 7-step limit a wrong
+    take cannot be repaired in time, so some careless episodes are lost: SFT keeps them."""
+    from stepopsd.config import load_train_config
+    from stepopsd.warm_start import sft_warm_start
+
+    config = load_train_config("test-fetch", {
+        "run.sft_expert_episodes": 16, "sft.steps": 1, "sft.careless_rate": 0.5,
+        "env.train_kwargs": {"num_places": 2, "max_episode_steps": 7}})
+    report = sft_warm_start(tiny_policy, config)
+    assert report.episodes == 16 and report.careless == 8
+    assert 8 <= report.won < 16  # every expert episode won, some careless ones lost
+
+
+def test_a_careless_demonstrator_needs_a_reactive_expert():
+    from stepopsd.episodes import ExpertReplay
+
+    with pytest.raises(ValueError, match="reactive expert"):
+        ExpertReplay(careless_verb="take").next_action({"expert_actions": ["take apple 1 from desk 1"]})
+    assert ExpertReplay(careless_verb="take").next_action({
+        "expert_action": "take mug 1 from desk 1",
+        "admissible_actions": ["go to shelf 1", "take apple 1 from desk 1", "take mug 1 from desk 1"]}) == "take apple 1 from desk 1"
+
+
 def test_sft_stops_when_asked(tiny_policy):
     from stepopsd.config import SFTConfig
 
