@@ -10,6 +10,10 @@ places in listed order, and ``info["expert_action"]`` on reset and every step, t
 played from the current state: after any detour (a wrong object taken, a place skipped) it
 delivers what it holds to the target and then fetches the task's object, so it still wins when
 the step limit allows.
+
+Labels on every step, for the credit audit and the oracle: ``decisive`` (this step took an object)
+and ``mistake`` (it took an object the task does not name: under a step limit too tight to put it
+back and fetch the right one, as the quickstart's 7 steps, that take decides the failure).
 """
 
 from __future__ import annotations
@@ -116,6 +120,15 @@ class FetchItemEnv(TextEnv):
             return f"The {place} is closed."
         seen = ", ".join(f"a {item}" for item in items) if items else "nothing"
         return f"On the {place}, you see {seen}."
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """Advance one turn with the model's raw output; adds the ``decisive`` / ``mistake`` labels."""
+        held_before = self._holding
+        observation, reward, terminated, truncated, info = super().step(action)  # checks action and call order
+        took = held_before is None and self._holding is not None
+        info["decisive"] = took
+        info["mistake"] = took and self._holding != self.scene.object_name
+        return observation, reward, terminated, truncated, info
 
     def _expert_action(self) -> str | None:
         """The expert's next command from the current state (None once the task is done)."""

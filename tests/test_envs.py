@@ -56,6 +56,8 @@ def test_fetch_reactive_expert_plays_the_plan_and_recovers_from_a_careless_take(
             action = careless_action(info["expert_action"], info["admissible_actions"], "take")
             first_take = first_take or (action if action.startswith("take") else None)
             *_, terminated, _, info = env.step(env.protocol.format(action))
+            assert info["decisive"] == action.startswith("take")  # the labels: a take, of another object
+            assert info["mistake"] == (action.startswith("take") and action.split()[1] != info["task"].split()[2])
             if terminated:
                 break
         assert info["won"] and "expert_action" not in info
