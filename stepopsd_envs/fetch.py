@@ -11,6 +11,9 @@ played from the current state: after any detour (a wrong object taken, a place s
 delivers what it holds to the target and then fetches the task's object, so it still wins when
 the step limit allows.
 
+Rewards: ``success_reward`` on the winning step, ``invalid_action_reward`` (default 0) on a step
+whose output is malformed or whose command is not admissible.
+
 Labels on every step, for the credit audit and the oracle: ``decisive`` (this step took an object)
 and ``mistake`` (it took an object the task does not name: under a step limit too tight to put it
 back and fetch the right one, as the quickstart's 7 steps, that take decides the failure).
@@ -72,9 +75,9 @@ class FetchScene:
 class FetchItemEnv(TextEnv):
     """Find an object in a small room and put it in a receptacle (built-in, deterministic)."""
 
-    def __init__(self, num_places: int = 4, success_reward: float = 1.0, protocol: TagProtocol | None = None,
-                 render_mode: str | None = None) -> None:
-        super().__init__(protocol, render_mode=render_mode)
+    def __init__(self, num_places: int = 4, success_reward: float = 1.0, invalid_action_reward: float = 0.0,
+                 protocol: TagProtocol | None = None, render_mode: str | None = None) -> None:
+        super().__init__(protocol, invalid_action_reward=invalid_action_reward, render_mode=render_mode)
         if not 2 <= num_places <= len(PLACES):
             raise ValueError(f"num_places must be in [2, {len(PLACES)}], got {num_places}")
         self.num_places = num_places
@@ -163,7 +166,7 @@ class FetchItemEnv(TextEnv):
     def _apply_action(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
         assert self.scene is not None, "call reset() before step()"
         if action not in self._admissible_actions():
-            return "Nothing happens.", 0.0, False, {"valid_action": False, "admissible_actions": self._admissible_actions(),
+            return "Nothing happens.", self.invalid_action_reward, False, {"valid_action": False, "admissible_actions": self._admissible_actions(),
                                                      "expert_action": self._expert_action()}
         won = False
         verb = action.split()[0]

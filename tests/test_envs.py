@@ -82,6 +82,9 @@ def test_invalid_command_and_malformed_output_are_invalid_steps():
     env.reset(seed=0)
     observation, reward, terminated, truncated, info = env.step("<action>fly to the moon</action>")
     assert observation == "Nothing happens." and not info["valid_action"] and reward == 0.0
+    penalised = gymnasium.make("stepopsd/FetchItem-v0", invalid_action_reward=-0.1)
+    penalised.reset(seed=0)
+    assert [penalised.step(output)[1] for output in ("<action>fly</action>", "no tags", "<action>look</action>")] == [-0.1, -0.1, 0.0]
     observation, _, terminated, _, info = env.step("I will go to the desk")
     assert observation.startswith("Invalid output: no <action>") and not info["valid_action"]
     assert not terminated and info["action"] == ""
