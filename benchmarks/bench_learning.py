@@ -185,9 +185,20 @@ def read_run(run: PlannedRun) -> dict:
 
 
 def _init_worker(threads: int) -> None:
+    import threading
+
     import torch
 
     torch.set_num_threads(threads)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int, every_s: float = 2.0) -> None:
+    """End this worker when the benchmark that started it is gone: a killed benchmark must not
+    leave runs going on, or a restarted one would resume a run folder that another process writes."""
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    os._exit(1)
 
 
 def run_all(runs: list[PlannedRun], jobs: int, threads: int) -> list[dict]:

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import math
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -235,3 +236,39 @@ def test_read_run_takes_the_curve_from_metrics_and_the_final_success_from_the_su
     longer = bench.PlannedRun("stepopsd", 0, bench.bench_config("errand", {"run.iterations": 3}), folder)
     with pytest.raises(ValueError, match="holds 2 iterations, not 3"):
         bench.read_run(longer)
+
+
+def test_a_worker_ends_when_the_benchmark_that_started_it_is_killed(tmp_path):
+    """A killed benchmark must leave no run going on (a restart would resume a folder another process writes)."""
+    import os
+    import subprocess
+    import time
+
+    pid_file, alive_file = tmp_path / "worker.pid", tmp_path / "alive"
+    parent = textwrap.dedent(f"""
+        import os, subprocess, sys, time
+        worker = subprocess.Popen([sys.executable, "-c", '''
+        import importlib.util, os, sys
+        spec = importlib.util.spec_from_file_location("bench_learning", {str(SCRIPT)!r})
+        bench = importlib.util.module_from_spec(spec); sys.modules["bench_learning"] = bench; spec.loader.exec_module(bench)
+        open({str(pid_file)!r}, "w").write(str(os.getpid()))
+        bench._exit_with_parent(os.getppid(), every_s=0.1)
+        '''])
+        while not os.path.exists({str(pid_file)!r}): pass
+        time.sleep(1.0)
+        if worker.poll() is None:  # it keeps going while its benchmark lives
+            open({str(alive_file)!r}, "w").write("alive")
+        os._exit(0)  # killed: no join, no cleanup
+    """)
+    subprocess.run([sys.executable, "-c", parent], check=True, timeout=60)
+    assert alive_file.is_file()
+    worker = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(worker, 9)
+    pytest.fail("the worker outlived its benchmark")
