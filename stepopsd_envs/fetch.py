@@ -83,6 +83,7 @@ class FetchItemEnv(TextEnv):
         self.num_places = num_places
         self.success_reward = success_reward
         self.scene: FetchScene | None = None
+        self._holding: str | None = None
 
     def _start_episode(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         scene_seed = options.get("scene_seed")
