@@ -94,7 +94,6 @@ class FetchItemEnv(TextEnv):
         self._opened: set[str] = set()
         self._holding: str | None = None
         self._searched: set[str] = set()  # places whose inside the agent has seen
-        self._won = False
         self._contents = {place: [] for place in self.scene.places}
         self._contents[self.scene.object_place].append(self.scene.object_name)
         for name, place in self.scene.distractors.items():
@@ -137,7 +136,7 @@ class FetchItemEnv(TextEnv):
     def _expert_action(self) -> str | None:
         """The expert's next command from the current state (None once the task is done)."""
         scene, here = self.scene, self._location
-        if self._won:
+        if scene.object_name in self._contents[scene.target]:  # the task is done
             return None
         if self._holding is not None:  # deliver it, the task's object or not
             if here != scene.target:
@@ -167,8 +166,9 @@ class FetchItemEnv(TextEnv):
     def _apply_action(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
         assert self.scene is not None, "call reset() before step()"
         if action not in self._admissible_actions():
-            return "Nothing happens.", self.invalid_action_reward, False, {"valid_action": False, "admissible_actions": self._admissible_actions(),
-                                                     "expert_action": self._expert_action()}
+            return "Nothing happens.", self.invalid_action_reward, False, {
+                "valid_action": False, "admissible_actions": self._admissible_actions(),
+                "expert_action": self._expert_action()}
         won = False
         verb = action.split()[0]
         if verb == "go":
@@ -188,7 +188,6 @@ class FetchItemEnv(TextEnv):
             self._holding = None
             observation = f"You move the {item} to the {self._location}."
             won = item == self.scene.object_name and self._location == self.scene.target
-            self._won = won
         else:  # look
             where = f"at {self._location}" if self._location else "in the middle of a room"
             observation = f"You are {where}."
