@@ -1,6 +1,8 @@
 """rescore.py (Eq. 2) on a tiny random Qwen3: the shared-prefix path equals one forward per window;
 teacher.py: the stale teacher really is stale."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch.testing import assert_close
@@ -49,6 +51,28 @@ def test_chunked_rows_and_eager_attention_agree(model):
     eager = tiny_qwen3(seed=0, attn_implementation="eager")
     eager_fast, _ = teacher_logprobs(eager, traj.token_ids, windows, HINDSIGHT)
     assert_close(eager_fast, reference, atol=1e-5, rtol=0)
+
+
+class _PastKeyValuesModel(torch.nn.Module):
+    """A causal LM whose forward predates transformers' ``cache`` argument (and output field)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=False,
+                logits_to_keep=0):
+        output = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                            cache=past_key_values, use_cache=use_cache, logits_to_keep=logits_to_keep)
+        return SimpleNamespace(logits=output.logits, past_key_values=output.cache)
+
+
+def test_a_model_with_the_older_cache_argument_name_scores_the_same(model):
+    traj = make_group(0, [False], num_steps=4, seed=4)[0]
+    windows = step_windows(traj, target_mask_and_step_ids(traj, "clean_step")[0])
+    current, _ = teacher_logprobs(model, traj.token_ids, windows, HINDSIGHT)
+    older, _ = teacher_logprobs(_PastKeyValuesModel(model), traj.token_ids, windows, HINDSIGHT)
+    assert torch.equal(current, older)
 
 
 def test_forward_passes_are_shared_not_per_step(model):

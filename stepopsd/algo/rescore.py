@@ -21,11 +21,13 @@ window (the scored tokens are run twice: once as student context, once after the
 :func:`teacher_logprobs_naive` is the reference: one full forward per window.
 
 Any transformers causal LM works: ``model(input_ids=, attention_mask=, position_ids=,
-past_key_values=, use_cache=, logits_to_keep=).logits`` with a ``DynamicCache``.
+cache=, use_cache=, logits_to_keep=).logits`` with a ``DynamicCache`` (``past_key_values=`` for
+models whose forward predates that name).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -114,6 +116,12 @@ def _expanded_cache(cache: DynamicCache, rows: int, length: int) -> DynamicCache
     ])
 
 
+def _cache_keyword(model) -> str:
+    """The forward's KV-cache argument (and output field): transformers 5.24 renamed ``past_key_values``
+    to ``cache`` (the old name warns, and goes in 5.40); older releases and remote-code models know only it."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 @torch.no_grad()
 def _score_shared_prefix(
     model, token_ids: torch.Tensor, windows: Sequence[ScoreWindow], hindsight: torch.Tensor, max_rows_per_pass: int,
@@ -129,7 +137,8 @@ def _score_shared_prefix(
         scored = _scored_logprobs(logits, prefix[None, keep_from:].to(device), temperature)[0].cpu()  # [len - keep_from - 1]
         return [scored[w.insert_at - start - keep_from - 1:w.end - start - keep_from - 1] for w in windows]
     prefix = token_ids[start:max(w.insert_at for w in windows)]
-    cache = model(input_ids=prefix[None].to(device), use_cache=True, logits_to_keep=1).past_key_values
+    keyword = _cache_keyword(model)
+    cache = getattr(model(input_ids=prefix[None].to(device), use_cache=True, logits_to_keep=1), keyword)
     results: list[torch.Tensor] = []
     for chunk_start in range(0, len(windows), max_rows_per_pass):
         chunk = windows[chunk_start:chunk_start + max_rows_per_pass]
@@ -154,8 +163,9 @@ def _score_on_cache(model, cache, token_ids, windows, hindsight, temperature: fl
         position_ids[r] = visible_prefix + torch.arange(width)
     logits = model(
         input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-        position_ids=position_ids.to(device), past_key_values=_expanded_cache(cache, len(rows), prefix_length), use_cache=True,
+        position_ids=position_ids.to(device), use_cache=True,
         logits_to_keep=torch.arange(hindsight_length - 1, width, device=device),
+        **{_cache_keyword(model): _expanded_cache(cache, len(rows), prefix_length)},
     ).logits  # [R, W - H + 1, V]
     scored = _scored_logprobs(logits, input_ids[:, hindsight_length - 1:].to(device), temperature).cpu()  # [R, W - H]
     return [scored[r, :len(row) - hindsight_length] for r, row in enumerate(rows)]
