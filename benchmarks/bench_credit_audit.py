@@ -23,6 +23,8 @@ import os
 import time
 from pathlib import Path
 
+from docs_section import write_docs_section
+
 DOCS_MARK = "<!-- credit-lab -->"
 CLIP_GRID = (0.05, 0.2, 0.5, 0.9)  # Eq. 3's alpha_clip: how much of Delta's ranking each clip keeps
 
@@ -198,7 +200,7 @@ def report(args) -> None:
            clips, ""] if clips else []),
         DOCS_MARK,
     ])
-    _write_section(Path("docs/benchmarks.md"), section)
+    write_docs_section(Path("docs/benchmarks.md"), DOCS_MARK, section)
 
 
 def start_models_line(records) -> str:
@@ -224,17 +226,6 @@ def verdict(table) -> str:
             f"{reading('other_group_peer')}; {reading('correctness')}; goal >= 0.85), while the shaping maths "
             f"passes a perfect teacher's signal through (oracle {table['oracle']['conserved_step_share']['mean']:.3f} "
             f"after conserved_step_share, {table['oracle']['equal_step_mean_abs']['mean']:.3f} after the paper's budget).")
-
-
-def _write_section(doc: Path, section: str) -> None:
-    text = doc.read_text()
-    if DOCS_MARK in text:
-        head, _, rest = text.partition(DOCS_MARK)
-        _, _, tail = rest.partition(DOCS_MARK)
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    doc.write_text(text)
 
 
 def main() -> None:

@@ -45,11 +45,11 @@ import platform
 import shlex
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
+from docs_section import write_docs_section
+from run_pool import PlannedRun, run_all
 from stepopsd.config import TrainConfig, load_train_config
 from stepopsd.configtree import parse_assignments
 from stepopsd.plot import moving_average
@@ -95,14 +95,6 @@ METRICS = ("final", "auc", "iters")  # per run: final greedy success, AUC, itera
 SMOOTH = 3  # iterations in the trailing mean of the sample-efficiency criterion
 
 
-@dataclass(frozen=True)
-class PlannedRun:
-    arm: str
-    seed: int
-    config: TrainConfig
-    folder: Path
-
-
 # --------------------------------------------------------------------------- plan and run
 
 
@@ -135,101 +127,6 @@ def plan_runs(env: str, assignments: dict[str, object], arms: list[str], seeds: 
     return [PlannedRun(arm, seed, bench_config(env, assignments, {**ARMS[arm], **shared, "run.seed": seed}),
                        out / env / arm / f"seed-{seed}")
             for arm in arms for seed in seeds]
-
-
-def is_done(run: PlannedRun) -> bool:
-    return (run.folder / "summary.json").is_file()
-
-
-def run_one(run: PlannedRun) -> dict:
-    """Train one (arm, seed) in this process (resuming a killed run) and return its record.
-
-    The trainer's own output goes to ``<folder>.log`` beside the run folder (the folder itself
-    must hold nothing but the run).
-    """
-    from stepopsd.train import train
-
-    clock = time.perf_counter()
-    started_before = run.folder.is_dir() and any(run.folder.iterdir())
-    run.folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(run.folder.with_suffix(".log"), "a", encoding="utf-8") as log, redirect_stdout(log):
-        train(run.config, run.folder, resume=started_before)
-    (run.folder / "bench_run.json").write_text(json.dumps({"wall_s": time.perf_counter() - clock,
-                                                           "resumed": started_before}))
-    return read_run(run)
-
-
-def read_run(run: PlannedRun) -> dict:
-    """A finished run's record: curves and results from its metrics.jsonl and summary.json."""
-    from stepopsd.metrics import read_metrics
-
-    records = read_metrics(run.folder)
-    sampled = [100.0 * r["rollout/success"] for r in sorted(records, key=lambda r: r["iteration"])
-               if "rollout/success" in r]
-    if len(sampled) != run.config.run.iterations:
-        raise ValueError(f"{run.folder} holds {len(sampled)} iterations, not {run.config.run.iterations}: "
-                         "use the same --iterations as before or a new --out")
-    before = [r["eval/success"] for r in records if r["iteration"] == 0 and "eval/success" in r]
-    summary = json.loads((run.folder / "summary.json").read_text())
-    bench = run.folder / "bench_run.json"
-    iteration_s = [sum(r[k] for k in ("time/rollout_s", "time/advantages_s", "time/update_s")) for r in records
-                   if "time/rollout_s" in r]
-    return {
-        "arm": run.arm, "seed": run.seed, "folder": str(run.folder),
-        "final": summary["success_after"]["All"],
-        "before": before[0] if before else math.nan,  # greedy success before RL
-        "sampled_success": sampled,
-        "iteration_s": sum(iteration_s) / len(iteration_s),
-        "wall_s": json.loads(bench.read_text())["wall_s"] if bench.is_file() else None,
-    }
-
-
-def _init_worker(threads: int) -> None:
-    import threading
-
-    import torch
-
-    torch.set_num_threads(threads)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-
-
-def _exit_with_parent(parent: int, every_s: float = 2.0) -> None:
-    """End this worker when the benchmark that started it is gone: a killed benchmark must not
-    leave runs going on, or a restarted one would resume a run folder that another process writes."""
-    while os.getppid() == parent:
-        time.sleep(every_s)
-    os._exit(1)
-
-
-def run_all(runs: list[PlannedRun], jobs: int, threads: int) -> list[dict]:
-    """Every run, ``jobs`` processes at once; a progress line per finished run."""
-    import multiprocessing
-
-    records, failed = [], []
-    for run in filter(is_done, runs):
-        records.append(read_run(run))
-        print(f"{run.arm:>15} seed {run.seed}: done already, skipped", flush=True)
-    pending = [run for run in runs if not is_done(run)]
-    if pending:
-        # spawn: a fresh interpreter per worker (no forked OpenMP pools), threads set before any work
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_init_worker, initargs=(threads,)) as pool:
-            futures = {pool.submit(run_one, run): run for run in pending}
-            for future in as_completed(futures):
-                run = futures[future]
-                try:
-                    record = future.result()
-                except Exception as error:  # one broken run must not lose the others' results
-                    failed.append(f"{run.arm} seed {run.seed}: {type(error).__name__}: {error}")
-                    print(f"{run.arm:>15} seed {run.seed}: FAILED ({type(error).__name__}: {error})", flush=True)
-                    continue
-                records.append(record)
-                print(f"{run.arm:>15} seed {run.seed}: final greedy success {record['final']:5.1f}% "
-                      f"(before {record['before']:5.1f}%), sampled success {record['sampled_success'][0]:.1f}% -> "
-                      f"{record['sampled_success'][-1]:.1f}%, {record['wall_s']:.0f} s", flush=True)
-    if failed:
-        raise SystemExit("some runs failed (run the same command again to retry them):\n  " + "\n  ".join(failed))
-    return sorted(records, key=lambda r: (list(ARMS).index(r["arm"]), r["seed"]))
 
 
 # --------------------------------------------------------------------------- summarise (pure)
@@ -394,19 +291,6 @@ def markdown_section(results: dict, figure: str) -> str:
 
 def docs_marker(env: str) -> str:
     return f"<!-- learning-{env} -->"
-
-
-def write_docs_section(doc: Path, marker: str, section: str) -> None:
-    """Put ``section`` (which starts and ends with ``marker``) in place of the one between the markers,
-    or append it when the doc has none."""
-    text = doc.read_text(encoding="utf-8")
-    if text.count(marker) >= 2:
-        head, _, rest = text.partition(marker)
-        _, _, tail = rest.partition(marker)
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    doc.write_text(text, encoding="utf-8")
 
 
 def results_json(args, records: list[dict], summary: dict, threshold: dict, wall: dict, start: Path) -> dict:

@@ -129,7 +129,7 @@ def test_model_folders_are_named_when_they_hold_no_model(tmp_path, tiny_model):
 def test_tiny_model_sizes_are_checked(tmp_path):
     for hidden_size in ("0", "-32", "48"):
         refused(["model", "init-tiny", "--out", tmp_path / "tiny", "--hidden-size", hidden_size],
-                f"--hidden-size must be a positive multiple of 32", f"got {hidden_size}")
+                "--hidden-size must be a positive multiple of 32", f"got {hidden_size}")
     assert not (tmp_path / "tiny").exists()
 
 

@@ -1,6 +1,5 @@
 """benchmarks/bench_learning.py: the summaries on hand-made per-seed numbers and the docs section (no training)."""
 
-import importlib.util
 import json
 import math
 import sys
@@ -11,17 +10,21 @@ import pytest
 
 from stepopsd.stats import paired_difference
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_learning.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"  # on sys.path (conftest.py) for the imports below
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_learning", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_learning"] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["bench_learning"]
+    import bench_learning
+
+    return bench_learning
+
+
+@pytest.fixture(scope="module")
+def pool():
+    import run_pool
+
+    return run_pool
 
 
 def record(arm, seed, final, curve, before=40.0):
@@ -217,7 +220,7 @@ def test_errand_config_names_real_env_options(bench):
     assert config.sft.steps > 0 and config.sft.hindsight_rows and config.rollout.group_size == 8
 
 
-def test_read_run_takes_the_curve_from_metrics_and_the_final_success_from_the_summary(bench, tmp_path):
+def test_read_run_takes_the_curve_from_metrics_and_the_final_success_from_the_summary(bench, pool, tmp_path):
     folder = tmp_path / "errand" / "stepopsd" / "seed-0"
     folder.mkdir(parents=True)
     timing = {"time/rollout_s": 3.0, "time/advantages_s": 0.5, "time/update_s": 0.5}
@@ -228,14 +231,14 @@ def test_read_run_takes_the_curve_from_metrics_and_the_final_success_from_the_su
     (folder / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     (folder / "summary.json").write_text(json.dumps({"success_after": {"observable": 37.5, "All": 37.5}}))
     (folder / "bench_run.json").write_text(json.dumps({"wall_s": 12.0, "resumed": False}))
-    run = bench.PlannedRun("stepopsd", 0, bench.bench_config("errand", {"run.iterations": 2}), folder)
-    assert bench.is_done(run)
-    record = bench.read_run(run)
+    run = pool.PlannedRun("stepopsd", 0, bench.bench_config("errand", {"run.iterations": 2}), folder)
+    assert pool.is_done(run)
+    record = pool.read_run(run)
     assert record["sampled_success"] == [25.0, 50.0]  # fractions -> %
     assert (record["before"], record["final"], record["wall_s"], record["iteration_s"]) == (25.0, 37.5, 12.0, 4.0)
-    longer = bench.PlannedRun("stepopsd", 0, bench.bench_config("errand", {"run.iterations": 3}), folder)
+    longer = pool.PlannedRun("stepopsd", 0, bench.bench_config("errand", {"run.iterations": 3}), folder)
     with pytest.raises(ValueError, match="holds 2 iterations, not 3"):
-        bench.read_run(longer)
+        pool.read_run(longer)
 
 
 def test_a_worker_ends_when_the_benchmark_that_started_it_is_killed(tmp_path):
@@ -248,11 +251,11 @@ def test_a_worker_ends_when_the_benchmark_that_started_it_is_killed(tmp_path):
     parent = textwrap.dedent(f"""
         import os, subprocess, sys, time
         worker = subprocess.Popen([sys.executable, "-c", '''
-        import importlib.util, os, sys
-        spec = importlib.util.spec_from_file_location("bench_learning", {str(SCRIPT)!r})
-        bench = importlib.util.module_from_spec(spec); sys.modules["bench_learning"] = bench; spec.loader.exec_module(bench)
+        import os, sys
+        sys.path.insert(0, {str(BENCHMARKS)!r})
+        import run_pool
         open({str(pid_file)!r}, "w").write(str(os.getpid()))
-        bench._exit_with_parent(os.getppid(), every_s=0.1)
+        run_pool._exit_with_parent(os.getppid(), every_s=0.1)
         '''])
         while not os.path.exists({str(pid_file)!r}): pass
         time.sleep(1.0)

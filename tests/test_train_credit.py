@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium
-import pytest
 
 from stepopsd.algo.teacher import Teacher
 from stepopsd.config import load_train_config

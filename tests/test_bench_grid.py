@@ -1,0 +1,55 @@
+"""benchmarks/bench_grid.py: the planned cells, the table on hand-made numbers, the plot and the docs section."""
+
+import pytest
+
+from stepopsd.configtree import config_diff
+
+
+@pytest.fixture(scope="module")
+def grid():
+    import bench_grid
+
+    return bench_grid
+
+
+def test_cells_of_a_seed_differ_from_grpo_only_in_the_method_and_its_two_knobs(grid, tmp_path):
+    runs = grid.plan_grid("errand", {"run.iterations": 3}, [0.05, 0.5], [0.2], "equal_step_mean_abs", [0, 1],
+                          tmp_path / "start", tmp_path / "out")
+    assert [(run.arm, run.seed) for run in runs] == [
+        ("grpo", 0), ("grpo", 1), ("a0.05-l0.2", 0), ("a0.05-l0.2", 1), ("a0.5-l0.2", 0), ("a0.5-l0.2", 1),
+        ("a0.05-l0.2-const", 0), ("a0.05-l0.2-const", 1), ("a0.5-l0.2-const", 0), ("a0.5-l0.2-const", 1)]
+    control = {run.seed: run.config for run in runs if run.arm == "grpo"}
+    allowed = {"algorithm.name", "algorithm.step_budget", "algorithm.alpha_clip", "algorithm.lambda_0",
+               "algorithm.lambda_decay_steps"}
+    for run in runs:
+        assert run.folder == tmp_path / "out" / "errand" / run.arm / f"seed-{run.seed}"
+        assert run.config.run.seed == run.seed and run.config.run.iterations == 3 and run.config.sft.steps == 0
+        assert set(config_diff(run.config, control[run.seed])) <= allowed
+    const = next(run.config.algorithm for run in runs if run.arm == "a0.5-l0.2-const")
+    decayed = next(run.config.algorithm for run in runs if run.arm == "a0.5-l0.2")
+    assert (const.alpha_clip, const.lambda_0, const.lambda_decay_steps) == (0.5, 0.2, 0)
+    assert decayed.lambda_decay_steps > 0 and decayed.step_budget == "equal_step_mean_abs"
+
+
+def _records(finals_by_cell):
+    return [{"arm": cell, "seed": seed, "final": final, "wall_s": 60.0}
+            for cell, finals in finals_by_cell.items() for seed, final in enumerate(finals)]
+
+
+def test_grid_table_spread_and_paired_difference(grid, tmp_path):
+    records = _records({"grpo": [50.0, 60.0, 70.0], "a0.2-l0.2": [60.0, 60.0, 90.0],
+                        "a0.2-l0.2-const": [40.0, 50.0, 60.0]})
+    table = grid.grid_table(records, [0.2], [0.2])
+    decayed, const = table[(0.2, 0.2, True)], table[(0.2, 0.2, False)]
+    assert (decayed["mean"], decayed["spread"]) == (70.0, 30.0)
+    assert decayed["diff"].per_seed == (10.0, 0.0, 20.0) and decayed["diff"].mean == 10.0
+    assert const["diff"].per_seed == (-10.0, -10.0, -10.0) and str(const["diff"]) == "-10.0 [-10.0, -10.0]"
+
+    figure = grid.plot_grid(table, [0.2], [0.2], tmp_path / "grid.png")
+    assert figure.stat().st_size > 0
+    section = grid.markdown_section("errand", table, [50.0, 60.0, 70.0], "python benchmarks/bench_grid.py", 3.0, 4,
+                                    [0, 1, 2], "equal_step_mean_abs", "figures/grid-errand.png")
+    assert section.startswith("<!-- grid-errand -->") and section.endswith("<!-- grid-errand -->")
+    assert "| 0.2 | 0.2 | yes | 70.0 | 30.0 | +10.0 [" in section
+    assert "| 0.2 | 0.2 | none | 50.0 | 20.0 | -10.0 [-10.0, -10.0] |" in section
+    assert "final 60.0% (per seed 50.0, 60.0, 70.0)" in section
