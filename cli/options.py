@@ -7,6 +7,7 @@ from enum import Enum
 from pathlib import Path
 
 from stepopsd.choices import ALGORITHM_NAMES, CONTEXT_MODES
+from stepopsd.config import builtin_config_names
 from stepopsd_cli.errors import fail
 
 
@@ -44,8 +45,7 @@ def config_overrides(assignments: list[str], named: dict[str, object]) -> dict[s
     return overrides
 
 
-CONFIG_HELP = ("A shipped config (quickstart, quickstart-alfworld, alfworld-qwen2.5-3b, searchqa-qwen2.5-3b, "
-               "test-fetch) or a TOML file; give it once.")
+CONFIG_HELP = f"A shipped config ({', '.join(builtin_config_names())}) or a TOML file; give it once."
 
 
 def one_config(configs: list[str]) -> str | None:

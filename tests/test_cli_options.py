@@ -38,6 +38,14 @@ def test_train_help_is_short_and_names_the_knobs():
     assert "grpo|stepopsd|rlsd|opd|oracle" in result.output  # the choices come from stepopsd.choices
 
 
+def test_config_help_names_every_shipped_config():
+    from stepopsd.config import builtin_config_names
+    from stepopsd_cli.options import CONFIG_HELP
+
+    assert {"quickstart", "learning-errand", "credit-lab", "quickstart-searchqa"} <= set(builtin_config_names())
+    assert all(name in CONFIG_HELP for name in builtin_config_names())
+
+
 def test_set_parses_values_with_the_field_types():
     values = parse_assignments(TrainConfig, [
         "algorithm.alpha_clip=0.1", "model.tiny.hidden_size=64", "run.progress=false", "algorithm.name=grpo",
