@@ -1,7 +1,7 @@
 """Paired learning benchmark: credit-assignment methods against GRPO, with common random numbers.
 
     python benchmarks/bench_learning.py --env errand --seeds 0 1 2 3 4 --jobs 2 --threads 1
-    python benchmarks/bench_learning.py --env fetch --arms grpo stepopsd oracle --seeds 0 1 2 3 4 --iterations 16 --jobs 2
+    python benchmarks/bench_learning.py --env fetch --seeds 0 1 2 3 4 --iterations 16 --jobs 2
     python benchmarks/bench_learning.py --env alfworld --arms grpo stepopsd oracle --seeds 0 1 2 --jobs 2
     python benchmarks/bench_learning.py --env errand --arms grpo stepopsd-share --seeds 0 1 --iterations 2 \\
         --jobs 1 --threads 1 --set sft.steps=20 env.eval_episodes=8 --no-docs --out /tmp/bench_smoke   # smoke
