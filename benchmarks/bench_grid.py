@@ -168,18 +168,18 @@ def main() -> None:
     table = grid_table(records, args.alphas, args.lambdas)
     control = [r["final"] for r in sorted(records, key=lambda r: r["seed"]) if r["arm"] == learning.CONTROL]
     command = "python benchmarks/bench_grid.py " + shlex.join(sys.argv[1:])
-    wall_min = sum(r["wall_s"] or 0.0 for r in records) / 60
+    runs_total_s = sum(r["wall_s"] or 0.0 for r in records)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "grid.json").write_text(json.dumps({
         "env": args.env, "command": command, "budget": args.budget, "seeds": args.seeds,
         "iterations": base.run.iterations, "start_model": str(start), "control_final": control,
-        "this_invocation_s": time.perf_counter() - clock, "runs_total_s": wall_min * 60, "runs": records,
+        "this_invocation_s": time.perf_counter() - clock, "runs_total_s": runs_total_s, "runs": records,
         "cells": [{"alpha_clip": a, "lambda_0": lam, "decay": d, "mean": c["mean"], "spread": c["spread"],
                    "per_seed": c["per_seed"], "diff": str(c["diff"])} for (a, lam, d), c in table.items()],
     }, indent=2))
     figure = (args.out if args.no_docs else learning.DOCS / "figures") / f"grid-{args.env}.png"
     plot_grid(table, args.alphas, args.lambdas, figure)
-    section = markdown_section(args.env, table, control, command, wall_min, base.run.iterations, args.seeds,
+    section = markdown_section(args.env, table, control, command, runs_total_s / 60, base.run.iterations, args.seeds,
                                args.budget, f"figures/{figure.name}")
     print("\n" + section)
     if not args.no_docs:

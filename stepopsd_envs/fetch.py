@@ -83,7 +83,7 @@ class FetchItemEnv(TextEnv):
         self.num_places = num_places
         self.success_reward = success_reward
         self.scene: FetchScene | None = None
-        self._holding: str | None = None
+        self._holding: str | None = None  # step() reads it before the call-order check
 
     def _start_episode(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         scene_seed = options.get("scene_seed")
@@ -92,7 +92,7 @@ class FetchItemEnv(TextEnv):
         self.scene = FetchScene.generate(int(scene_seed), self.num_places)
         self._location: str | None = None
         self._opened: set[str] = set()
-        self._holding: str | None = None
+        self._holding = None
         self._searched: set[str] = set()  # places whose inside the agent has seen
         self._contents = {place: [] for place in self.scene.places}
         self._contents[self.scene.object_place].append(self.scene.object_name)

@@ -142,11 +142,11 @@ def _score_shared_prefix(
     results: list[torch.Tensor] = []
     for chunk_start in range(0, len(windows), max_rows_per_pass):
         chunk = windows[chunk_start:chunk_start + max_rows_per_pass]
-        results += _score_on_cache(model, cache, token_ids, chunk, hindsight, temperature)
+        results += _score_on_cache(model, keyword, cache, token_ids, chunk, hindsight, temperature)
     return results
 
 
-def _score_on_cache(model, cache, token_ids, windows, hindsight, temperature: float) -> list[torch.Tensor]:
+def _score_on_cache(model, keyword: str, cache, token_ids, windows, hindsight, temperature: float) -> list[torch.Tensor]:
     """Rows hindsight + token_ids[insert_at:end] after the cached prefix, each seeing it up to its insert_at."""
     start, device, hindsight_length = windows[0].context_start, _device(model), len(hindsight)
     prefix_length = max(w.insert_at for w in windows) - start  # only the part some row of this chunk sees
@@ -165,7 +165,7 @@ def _score_on_cache(model, cache, token_ids, windows, hindsight, temperature: fl
         input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
         position_ids=position_ids.to(device), use_cache=True,
         logits_to_keep=torch.arange(hindsight_length - 1, width, device=device),
-        **{_cache_keyword(model): _expanded_cache(cache, len(rows), prefix_length)},
+        **{keyword: _expanded_cache(cache, len(rows), prefix_length)},
     ).logits  # [R, W - H + 1, V]
     scored = _scored_logprobs(logits, input_ids[:, hindsight_length - 1:].to(device), temperature).cpu()  # [R, W - H]
     return [scored[r, :len(row) - hindsight_length] for r, row in enumerate(rows)]
