@@ -300,23 +300,32 @@ def _micro_loss(config: TrainConfig, model, batch: PolicyBatch, rows: torch.Tens
                 temperature: float, num_tokens: float):
     device = next(model.parameters()).device
     micro = batch.select(rows)  # window-mode rows differ in length: drop the padding beyond the longest
-    input_ids = micro.input_ids.to(device)  # [r, L']
-    logits = model(input_ids=input_ids, attention_mask=micro.attention_mask.to(device),
-                   use_cache=False).logits  # [r, L', V]
-    width = input_ids.shape[1]
+    width = micro.input_ids.shape[1]
+    # Columns before the first trainable token carry no loss: logits only from the one before it on
+    # (an LLM's [r, L', V] logits over a long prompt are most of a micro-batch's memory)
+    start = _first_scored_column(micro.trainable_mask)
+    logits = model(input_ids=micro.input_ids.to(device), attention_mask=micro.attention_mask.to(device),
+                   use_cache=False, logits_to_keep=width - start).logits  # [r, L' - start, V]
+    scored = slice(start, width)
     return policy_loss(
-        token_logprobs(logits, input_ids, temperature),
-        micro.behaviour_logprobs.to(device),
-        micro.advantages.to(device),
-        micro.trainable_mask.to(device),
+        token_logprobs(logits, micro.input_ids[:, scored].to(device), temperature),
+        micro.behaviour_logprobs[:, scored].to(device),
+        micro.advantages[:, scored].to(device),
+        micro.trainable_mask[:, scored].to(device),
         clip_ratio=config.optim.clip_ratio,
-        ref_logprobs=None if ref_logprobs is None else ref_logprobs[rows, :width].to(device),
+        ref_logprobs=None if ref_logprobs is None else ref_logprobs[rows, scored].to(device),
         kl_coef=config.optim.kl_coef,
         entropy=token_entropy(tempered(logits, temperature)) if config.optim.entropy_coef > 0 else None,
         entropy_coef=config.optim.entropy_coef,
         num_tokens=num_tokens,
-        weights=weights[rows, :width].to(device),
+        weights=weights[rows, scored].to(device),
     )
+
+
+def _first_scored_column(trainable_mask: torch.Tensor) -> int:
+    """The column whose logits predict the first trainable token of any row (0 when none is trainable)."""
+    columns = trainable_mask.any(dim=0).nonzero()
+    return max(int(columns[0]) - 1, 0) if len(columns) else 0
 
 
 @torch.no_grad()

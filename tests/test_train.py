@@ -226,3 +226,49 @@ def test_eval_of_a_run_directory_writes_results_and_trajectories(finished_run, t
     assert "mean" in result.output and "std" in result.output
     missing = CliRunner().invoke(eval_cmd.app, ["--model", str(tmp_path)])
     assert missing.exit_code != 0 and "neither a model folder" in missing.output
+
+
+@pytest.mark.parametrize("window", [False, True], ids=["full", "window"])
+def test_update_scores_logits_from_the_first_trainable_column_only(window):
+    """The micro-batch loss asks the model for logits from the column before the first trainable token
+    on (an LLM's prompt logits are most of a micro-batch's memory): same loss, same gradients as the
+    logits of every column."""
+    import dataclasses
+
+    from algo_fixtures import make_group, tiny_qwen3, with_model_behaviour
+    from stepopsd.algo.loss import policy_loss, token_entropy, token_weights
+    from stepopsd.batch import build_batch
+    from stepopsd.logprobs import tempered, token_logprobs
+    from stepopsd.train import _first_scored_column, _micro_loss
+
+    model, temperature = tiny_qwen3(seed=0), 0.7
+    group = [with_model_behaviour(model, traj, temperature)
+             for traj in make_group(0, [True, False, False, True], num_steps=4, window=window, seed=1)]
+    generator = torch.Generator().manual_seed(0)
+    batch = build_batch(group, [torch.randn(len(traj.token_ids), generator=generator) for traj in group])
+    rows = torch.arange(batch.num_rows)
+    weights = token_weights(batch.trainable_mask, batch.row_trajectory, "trajectory_mean")  # [R, L]
+    ref_logprobs = batch.behaviour_logprobs - 0.1  # [R, L]
+    base = TrainConfig()
+    config = dataclasses.replace(base, optim=dataclasses.replace(base.optim, kl_coef=0.05, entropy_coef=0.01))
+    assert _first_scored_column(batch.trainable_mask) > 10  # the prompt's logits are really skipped
+
+    def every_column():
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+        return policy_loss(token_logprobs(logits, batch.input_ids, temperature), batch.behaviour_logprobs,
+                           batch.advantages, batch.trainable_mask, clip_ratio=config.optim.clip_ratio,
+                           ref_logprobs=ref_logprobs, kl_coef=0.05, entropy=token_entropy(tempered(logits, temperature)),
+                           entropy_coef=0.01, num_tokens=10.0, weights=weights)[0]
+
+    def loss_and_gradients(loss_fn):
+        model.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss.detach(), [parameter.grad.clone() for parameter in model.parameters()]
+
+    reference, reference_grads = loss_and_gradients(every_column)
+    loss, grads = loss_and_gradients(
+        lambda: _micro_loss(config, model, batch, rows, ref_logprobs, weights, temperature, 10.0)[0])
+    torch.testing.assert_close(loss, reference, atol=1e-6, rtol=0)
+    for grad, reference_grad in zip(grads, reference_grads):
+        torch.testing.assert_close(grad, reference_grad, atol=1e-6, rtol=1e-5)
