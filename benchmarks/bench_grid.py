@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 import time
@@ -33,8 +32,6 @@ from pathlib import Path
 import bench_learning as learning
 from docs_section import write_docs_section
 from run_pool import PlannedRun, run_all
-from stepopsd.config import TrainConfig
-from stepopsd.configtree import parse_assignments
 from stepopsd.stats import paired_difference
 
 NO_DECAY = "no decay"
@@ -146,19 +143,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    try:
-        assignments = parse_assignments(TrainConfig, args.set)
-        base = learning.bench_config(args.env, assignments,
-                                     {"run.iterations": args.iterations} if args.iterations else None)
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
-    start = args.start_model
-    if start is None:
-        import torch
-
-        torch.set_num_threads(args.threads)
-        start, _ = learning.build_start_model(base, args.out / args.env / "start")
+    assignments, base, start, _ = learning.bench_setup(args)
     assignments["run.iterations"] = base.run.iterations
     runs = plan_grid(args.env, assignments, args.alphas, args.lambdas, args.budget, args.seeds, start, args.out)
     print(f"start model {start}; {len(runs)} runs ({len(runs) // len(args.seeds)} cells x {len(args.seeds)} seeds)",

@@ -120,6 +120,27 @@ def build_start_model(base: TrainConfig, folder: Path) -> tuple[Path, float]:
     return start, json.loads(record.read_text())["wall_s"]
 
 
+def bench_setup(args: argparse.Namespace) -> tuple[dict[str, object], TrainConfig, Path, float]:
+    """A benchmark's common start: ``--set`` parsed, the env's config with ``--iterations``, and the
+    start model (``--start-model``, or built once under ``OUT/ENV/start``) with the seconds its build
+    took. Bad input exits with one line, before any work."""
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by the worker processes
+    try:
+        assignments = parse_assignments(TrainConfig, args.set)
+        base = bench_config(args.env, assignments, {"run.iterations": args.iterations} if args.iterations else None)
+        if args.start_model is not None:
+            check_model_source(str(args.start_model))
+    except ValueError as error:  # ConfigError included: one line, no traceback
+        raise SystemExit(f"error: {error}") from None
+    if args.start_model is not None:
+        return assignments, base, args.start_model, 0.0
+    import torch
+
+    torch.set_num_threads(args.threads)
+    start, start_s = build_start_model(base, args.out / args.env / "start")
+    return assignments, base, start, start_s
+
+
 def plan_runs(env: str, assignments: dict[str, object], arms: list[str], seeds: list[int], start: Path,
               out: Path) -> list[PlannedRun]:
     """One run per (arm, seed): same start model and run.seed in every arm of a seed."""
@@ -343,21 +364,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main() -> None:
     clock = time.perf_counter()
     args = parse_args()
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by the worker processes
-    try:
-        assignments = parse_assignments(TrainConfig, args.set)
-        base = bench_config(args.env, assignments, {"run.iterations": args.iterations} if args.iterations else None)
-        if args.start_model is not None:
-            check_model_source(str(args.start_model))
-    except ValueError as error:  # ConfigError included: one line, no traceback
-        raise SystemExit(f"error: {error}") from None
+    assignments, base, start, start_s = bench_setup(args)
     args.iterations = base.run.iterations
-    start, start_s = args.start_model, 0.0
-    if start is None:
-        import torch
-
-        torch.set_num_threads(args.threads)
-        start, start_s = build_start_model(base, args.out / args.env / "start")
     print(f"start model {start}; control {CONTROL}, upper bound {UPPER_BOUND}; arms {' '.join(args.arms)}; "
           f"seeds {' '.join(map(str, args.seeds))}; {args.iterations} iterations", flush=True)
 
