@@ -30,6 +30,9 @@ def init_tiny(
     searchqa_text: Annotated[bool, typer.Option(
         help="Also train the tokenizer on a generated Search-QA world's transcripts (its invented names' "
              "syllables), as quickstart-searchqa does.")] = False,
+    alfworld_text: Annotated[bool, typer.Option(
+        help="Also train the tokenizer on ALFWorld prompts of generated scenes (every object and receptacle "
+             "name one token), as quickstart-alfworld does; needs alfworld installed.")] = False,
 ) -> None:
     """Build a tiny Qwen3 model + BPE tokenizer trained on env text; loads with from_pretrained."""
     from stepopsd.tiny import TinyModelSpec, build_tiny_model
@@ -45,7 +48,7 @@ def init_tiny(
     try:
         spec = TinyModelSpec(hidden_size=hidden_size, intermediate_size=3 * hidden_size, num_hidden_layers=layers,
                              num_attention_heads=heads, num_key_value_heads=kv_heads, seed=seed,
-                             searchqa_text=searchqa_text)
+                             searchqa_text=searchqa_text, alfworld_text=alfworld_text)
     except ValueError as error:
         fail(str(error))
     build_tiny_model(out, spec, alfworld_data)

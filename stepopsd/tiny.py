@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,6 +55,7 @@ class TinyModelSpec:
     max_position_embeddings: int = 8192
     seed: int = 0
     searchqa_text: bool = False  # also train the tokenizer on a generated Search-QA world's transcripts
+    alfworld_text: bool = False  # also on ALFWorld prompts of generated scenes (every object and receptacle name)
 
     def __post_init__(self) -> None:
         from stepopsd.configtree import at_least, check_fields
@@ -158,6 +160,50 @@ def alfworld_corpus(data_dir: Path | None) -> Iterator[str]:
         yield ", ".join(f"a {name.lower()} {i % 5 + 1}" for i, name in enumerate(names))
 
 
+def alfworld_scene_corpus(num_scenes: int = 400) -> Iterator[str]:
+    """verl-agent's ALFWorld prompts over scenes drawn as the game generator draws them: the fixed
+    instruction text, and every receptacle and object name of ALFWorld's tables in the commands and
+    observations an episode shows. Without it those names reach the tokenizer only as grammar
+    placeholders and split into letters ("microwave" in 8 tokens), which makes ALFWorld prompts
+    long and the names hard for a tiny model to copy. Needs alfworld (its tables); nothing otherwise."""
+    try:
+        from stepopsd_envs.alfworld.generate import SceneConfig, alfred_tables, sample_scene
+        from stepopsd_envs.alfworld.protocol import build_alfworld_prompt
+        alfred_tables()
+    except ImportError:
+        return
+    config = SceneConfig(num_receptacles=5, num_distractors=2)
+    task_types = ("Pick", "Clean", "Heat", "Cool", "Look", "PickTwo")
+    for index in range(num_scenes):
+        scene = sample_scene(task_types[index % len(task_types)], index, config)
+        if scene is None:
+            continue
+        counts: Counter[str] = Counter()
+        names = {}
+        for entity_id, kind in [*scene.receptacles, *((oid, otype) for oid, otype, _ in scene.objects)]:
+            counts[kind] += 1
+            names[entity_id] = f"{kind.lower()} {counts[kind]}"
+        places = [names[rid] for rid, _ in scene.receptacles]
+        intro = (f"You are in the middle of a room. Looking quickly around you, you see "
+                 f"{', '.join(f'a {place}' for place in places[:-1])}, and a {places[-1]}.\n\n"
+                 f"Your task is to: {scene.task_sentence}")
+        yield "user\nassistant\n"  # the chat roles the template writes around every turn
+        history: list[tuple[str, str]] = []
+        observation = intro
+        for rid, _ in scene.receptacles:
+            place = names[rid]
+            held = [names[oid] for oid, _, spot in scene.objects if spot == rid]
+            seen = ", ".join(f"a {thing}" for thing in held) or "nothing"
+            actions = [f"go to {other}" for other in places if other != place] + [
+                f"open {place}", f"examine {place}", *(f"take {thing} from {place}" for thing in held),
+                *(f"move {thing} to {place}" for thing in held), *(f"heat {thing} with {place}" for thing in held),
+                *(f"cool {thing} with {place}" for thing in held), "inventory", "look"]
+            yield build_alfworld_prompt(scene.task_sentence, observation, actions, history)
+            history.append((observation, f"go to {place}"))
+            observation = f"You arrive at {place}. On the {place}, you see {seen}."
+            yield f"You open the {place}. The {place} is open. In it, you see {seen}."
+
+
 _OBJECT_PATTERN = re.compile(r"^\s*([A-Za-z]+)_bar_\S* - (?:object|receptacle)$", re.MULTILINE)
 
 
@@ -225,7 +271,8 @@ def build_tiny_model(out_dir: str | Path, spec: TinyModelSpec = TinyModelSpec(),
 
     out_dir = Path(out_dir)
     texts = [*builtin_env_corpus(), *alfworld_corpus(alfworld_data),
-             *(searchqa_world_corpus() if spec.searchqa_text else ())]
+             *(searchqa_world_corpus() if spec.searchqa_text else ()),
+             *(alfworld_scene_corpus() if spec.alfworld_text else ())]
     tags = TAG_TOKENS + SEARCH_TAG_TOKENS if spec.searchqa_text else TAG_TOKENS
     hf_tokenizer = wrap_tokenizer(train_tokenizer(iter(texts), spec.vocab_size, tags))
     eos_id, pad_id = hf_tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
@@ -251,7 +298,7 @@ def build_tiny_model(out_dir: str | Path, spec: TinyModelSpec = TinyModelSpec(),
     model.save_pretrained(out_dir)
     hf_tokenizer.save_pretrained(out_dir)
     sources = {"fetch_texts": True, "alfworld_data": str(alfworld_data) if alfworld_data else None,
-               "searchqa_world": spec.searchqa_text}
+               "searchqa_world": spec.searchqa_text, "alfworld_scenes": spec.alfworld_text}
     (out_dir / "tiny_build.json").write_text(json.dumps({"spec": asdict(spec), "sources": sources}, indent=2))
     return out_dir
 

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -78,3 +79,19 @@ def test_searchqa_text_adds_the_world_and_whole_search_tags(tmp_path):
     assert tokenizer.tokenize("<search> x </search><answer>")[:1] == ["<search>"]
     assert {"</search>", "<answer>"} <= set(tokenizer.tokenize("<search> x </search><answer>"))
     assert json.loads((folder / "tiny_build.json").read_text())["sources"]["searchqa_world"] is True
+
+
+def test_alfworld_text_makes_every_alfworld_name_one_token(tmp_path):
+    pytest.importorskip("alfworld")
+    from stepopsd_envs.alfworld.generate import alfred_tables
+
+    plain = AutoTokenizer.from_pretrained(build_tiny_model(tmp_path / "plain", TinyModelSpec(num_hidden_layers=1)))
+    folder = build_tiny_model(tmp_path / "alf", TinyModelSpec(num_hidden_layers=1, alfworld_text=True))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert len(plain.tokenize(" microwave")) > 1  # without the scenes the name is spelled out
+    tables = alfred_tables()
+    for name in [*tables["static"], *tables["pickable"]]:
+        assert len(tokenizer.tokenize(f" {name.lower()}")) == 1, name
+    prompt = "Your admissible actions of the current situation are: ['take mug 1 from countertop 1'"
+    assert len(tokenizer.tokenize(prompt)) < len(plain.tokenize(prompt))
+    assert json.loads((folder / "tiny_build.json").read_text())["sources"]["alfworld_scenes"] is True
