@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The credit audit on ALFWorld with the noisy expert_action label (docs/benchmarks.md):
 #   benchmarks/credit_lab_alfworld.sh [OUT]
-# The quickstart-alfworld warm start (tiny model, 600 SFT steps on the exploring expert of generated Heat /
+# quickstart-alfworld's earlier warm start (tiny model without alfworld_text, 600 SFT steps of 32 rows on the exploring expert of generated Heat /
 # Cool games), 8 sampled rollouts of each of the held-out games 20-35 (the audit needs mixed groups; with this warm start
 # games 0-19 gave one, 20-35 seven, in a first rollout without labels), then `stepopsd credit-audit` with
 # that model as the teacher. A step counts as a mistake when its action differs from the expert_action of
