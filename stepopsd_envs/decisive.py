@@ -25,6 +25,9 @@ Modes (``mode=`` at construction):
 * ``"observable"`` (default): the reset observation carries a clue ("A sticky note on the front door says:
   the watch is in parcel 2."), so a policy can learn to read it.
 
+Rewards: ``success_reward`` on the winning step, ``invalid_action_reward`` (default 0) on a step
+whose output is malformed or whose command is not admissible.
+
 Reset options: ``scene_seed`` (the scene; drawn from the env's ``np_random`` when absent) and
 ``answer`` (1..num_parcels: pin the right parcel, keeping everything else of the scene, e.g. to
 build two tasks that differ only in the answer).
@@ -137,8 +140,9 @@ class ForkedErrandEnv(TextEnv):
     """Fetch the one right parcel of several identical ones (built-in; one decisive, labelled step)."""
 
     def __init__(self, mode: str = "observable", num_parcels: int = 3, success_reward: float = 1.0,
-                 protocol: TagProtocol | None = None, render_mode: str | None = None) -> None:
-        super().__init__(protocol, render_mode=render_mode)
+                 invalid_action_reward: float = 0.0, protocol: TagProtocol | None = None,
+                 render_mode: str | None = None) -> None:
+        super().__init__(protocol, invalid_action_reward=invalid_action_reward, render_mode=render_mode)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if not 2 <= num_parcels <= 5:
@@ -181,7 +185,7 @@ class ForkedErrandEnv(TextEnv):
     def _apply_action(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
         assert self.scene is not None, "call reset() before step()"
         if action not in self._admissible_actions():
-            return "Nothing happens.", 0.0, False, {"valid_action": False,
+            return "Nothing happens.", self.invalid_action_reward, False, {"valid_action": False,
                                                      "admissible_actions": self._admissible_actions()}
         scene, here, won = self.scene, self._location, False
         verb = action.split()[0]

@@ -85,6 +85,9 @@ def test_invalid_command_and_malformed_output_are_invalid_steps():
     penalised = gymnasium.make("stepopsd/FetchItem-v0", invalid_action_reward=-0.1)
     penalised.reset(seed=0)
     assert [penalised.step(output)[1] for output in ("<action>fly</action>", "no tags", "<action>look</action>")] == [-0.1, -0.1, 0.0]
+    errand = gymnasium.make("stepopsd/ForkedErrand-v0", invalid_action_reward=-0.1)
+    first_command = errand.reset(seed=0)[1]["expert_actions"][0]
+    assert [errand.step(output)[1] for output in ("<action>fly</action>", "no tags", f"<action>{first_command}</action>")] == [-0.1, -0.1, 0.0]
     observation, _, terminated, _, info = env.step("I will go to the desk")
     assert observation.startswith("Invalid output: no <action>") and not info["valid_action"]
     assert not terminated and info["action"] == ""
