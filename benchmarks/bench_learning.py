@@ -349,7 +349,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threshold", type=float, default=None,
                         help="sampled success (%%) for iterations-to-threshold (default: midpoint rule above)")
     parser.add_argument("--start-model", type=Path, default=None, help="an SFT'd model folder (skips building and SFT)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="config overrides of every run and the start model, e.g. sft.steps=20 env.eval_episodes=8")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once, one process each")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")

@@ -275,3 +275,9 @@ def test_a_worker_ends_when_the_benchmark_that_started_it_is_killed(tmp_path):
         time.sleep(0.1)
     os.kill(worker, 9)
     pytest.fail("the worker outlived its benchmark")
+
+
+def test_repeated_set_flags_all_apply(bench):
+    """``--set a=1 --set b=2`` keeps both (argparse's default would keep only the last)."""
+    args = bench.parse_args(["--set", "sft.steps=20", "sft.lr=0.01", "--set", "sft.careless_rate=0.5"])
+    assert args.set == ["sft.steps=20", "sft.lr=0.01", "sft.careless_rate=0.5"]
