@@ -215,7 +215,7 @@ def test_errand_config_names_real_env_options(bench):
     config = bench.bench_config("errand", {})
     accepted = set(inspect.signature(env_class(config.env.env_id)).parameters)
     assert config.env.env_id == "stepopsd/ForkedErrand-v0"
-    assert config.env.train_kwargs == config.env.eval_kwargs == {"mode": "observable"}
+    assert config.env.train_kwargs == config.env.eval_kwargs == {"mode": "observable", "invalid_action_reward": -0.1}
     assert set(config.env.train_kwargs) <= accepted
     assert config.sft.steps > 0 and config.sft.hindsight_rows and config.rollout.group_size == 8
 
