@@ -166,7 +166,7 @@ class FetchItemEnv(TextEnv):
     def _apply_action(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
         assert self.scene is not None, "call reset() before step()"
         if action not in self._admissible_actions():
-            return "Nothing happens.", self.invalid_action_reward, False, {
+            return "Nothing happens.", 0.0, False, {
                 "valid_action": False, "admissible_actions": self._admissible_actions(),
                 "expert_action": self._expert_action()}
         won = False

@@ -5,7 +5,9 @@ malformed output never reaches the game: it becomes an invalid step whose observ
 the protocol's corrective feedback. Subclasses implement two methods:
 
 * ``_start_episode(options) -> (observation, info)``
-* ``_apply_action(action) -> (observation, reward, terminated, info)``
+* ``_apply_action(action) -> (observation, reward, terminated, info)``; a command the game
+  rejects returns ``info["valid_action"] = False``, and ``step`` gives it ``invalid_action_reward``
+  (as it gives a malformed output) unless the step won
 
 Info keys every TextEnv returns (subclasses add their own):
 
@@ -144,6 +146,8 @@ class TextEnv(gymnasium.Env[str, str]):
         else:
             observation, reward, terminated, info = self._apply_action(parsed.action)
             info = {"valid_action": True, **info}
+            if not info["valid_action"] and not info.get("won", False):
+                reward = self.invalid_action_reward
         self._won = self._won or bool(info.get("won", False))
         info = {**self._task_info, **info, "thought": parsed.thought, "action": parsed.action, "won": self._won}
         self._last_observation = observation

@@ -116,7 +116,7 @@ class ALFWorldEnv(TextEnv):
         accepted = action in self._engine.admissible_commands
         observation = self._engine.step(action)
         won = self._engine.won
-        reward = self.success_reward if won else (0.0 if accepted else self.invalid_action_reward)
+        reward = self.success_reward if won else 0.0  # a rejected command: TextEnv.step gives the penalty
         info = {"valid_action": accepted, "won": won, "game": str(self._engine.game_path),
                 "admissible_actions": self._engine.admissible_commands}
         if self._expert is not None:
