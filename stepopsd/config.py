@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from stepopsd.choices import (  # the values the string fields below accept
-    ALGORITHM_NAMES, COLLAPSE_ACTIONS, CONTEXT_MODES, HINDSIGHT_MODES, LOSS_AGGREGATIONS, MISTAKE_LABELS, OVERFLOW_POLICIES,
+    ALGORITHM_NAMES, CARELESS_CHOICES, COLLAPSE_ACTIONS, CONTEXT_MODES, HINDSIGHT_MODES, LOSS_AGGREGATIONS, MISTAKE_LABELS, OVERFLOW_POLICIES,
     SPAN_MODES, STEP_BUDGETS, TEACHER_MODES, WEIGHT_FNS,
 )
 from stepopsd.configtree import (
@@ -177,13 +177,15 @@ class SFTConfig:
     check_every: int = 50  # steps between checks (only with stop_at_success)
     check_episodes: int = 32  # greedy episodes per check, on training-env tasks no rollout or evaluation uses
     careless_rate: float = 0.0  # share of the episodes played by a careless demonstrator, kept won or lost
-    careless_verb: str = "take"  # the careless demonstrator's choice: the first admissible command with this verb
+    careless_verb: str = "take"  # the careless demonstrator's choice: an admissible command with this verb ...
+    careless_choice: str = "first"  # ... the first as listed ("first") or a random one other than the expert's ("random_wrong")
 
     def __post_init__(self) -> None:
         check_fields("sft", self, {"steps": at_least(0), "batch_rows": at_least(1), "lr": finite_above(0),
                                    "weight_decay": finite_at_least(0), "max_grad_norm": finite_above(0),
                                    "stop_at_success": within(0, 1), "check_every": at_least(1),
                                    "check_episodes": at_least(1), "careless_rate": within(0, 1)})
+        check_choices("sft", self, {"careless_choice": CARELESS_CHOICES})
 
 
 @dataclass(frozen=True)

@@ -85,17 +85,25 @@ def play_text_episode(
     )
 
 
-def careless_action(expert_action: str, admissible_actions: Sequence[str], verb: str) -> str:
+def careless_action(expert_action: str, admissible_actions: Sequence[str], verb: str,
+                    rng: random.Random | None = None) -> str:
     """What a careless demonstrator does where the expert does ``expert_action``: a ``verb``
     command becomes the first admissible ``verb`` command as listed (the first object in sight,
-    not the one the task names); any other command stays the expert's.
+    not the one the task names), or with ``rng`` a random admissible ``verb`` command other than
+    the expert's (always a wrong choice); any other command stays the expert's.
 
     >>> careless_action("take mug 1 from shelf 1", ["go to desk 1", "take apple 2 from shelf 1", "take mug 1 from shelf 1"], "take")
     'take apple 2 from shelf 1'
+    >>> careless_action("take mug 1 from shelf 1", ["take mug 1 from shelf 1", "take cup 1 from shelf 1"], "take", random.Random(0))
+    'take cup 1 from shelf 1'
     """
     if expert_action.split(" ", 1)[0] != verb:
         return expert_action
-    return next((action for action in admissible_actions if action.split(" ", 1)[0] == verb), expert_action)
+    choices = [action for action in admissible_actions if action.split(" ", 1)[0] == verb]
+    if rng is not None:
+        wrong = [action for action in choices if action != expert_action]
+        return rng.choice(wrong) if wrong else expert_action
+    return choices[0] if choices else expert_action
 
 
 class ExpertReplay:
@@ -104,13 +112,15 @@ class ExpertReplay:
     An env's expert is either reactive, ``info["expert_action"]`` at every turn (ALFWorld's
     exploring expert), or a plan, ``info["expert_actions"]`` on reset (FetchItem's plan); the
     reactive one wins where both are given. A finished plan answers "look". With
-    ``careless_verb`` it plays a careless demonstrator (:func:`careless_action`); that needs a
-    reactive expert, which goes on from wherever the careless choice led.
+    ``careless_verb`` it plays a careless demonstrator (:func:`careless_action`, a random wrong
+    choice drawn from ``careless_rng`` when given); that needs a reactive expert, which goes on
+    from wherever the careless choice led.
     """
 
-    def __init__(self, careless_verb: str | None = None) -> None:
+    def __init__(self, careless_verb: str | None = None, careless_rng: random.Random | None = None) -> None:
         self.plan: list[str] | None = None
         self.careless_verb = careless_verb
+        self.careless_rng = careless_rng
 
     def next_action(self, info: dict[str, Any]) -> str:
         if "expert_actions" in info:  # present on reset: a new episode's plan
@@ -118,7 +128,8 @@ class ExpertReplay:
         if "expert_action" in info:
             if self.careless_verb is None:
                 return info["expert_action"]
-            return careless_action(info["expert_action"], info.get("admissible_actions", ()), self.careless_verb)
+            return careless_action(info["expert_action"], info.get("admissible_actions", ()), self.careless_verb,
+                                   self.careless_rng)
         if self.careless_verb is not None:
             raise ValueError("a careless demonstrator needs a reactive expert (info['expert_action'] every turn); "
                              "a plan cannot go on after a careless choice")

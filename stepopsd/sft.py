@@ -7,6 +7,7 @@ responder in place of the model, so their token layout is the rollout's by const
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 
 import gymnasium
@@ -22,9 +23,10 @@ from stepopsd.trajectory import Trajectory
 
 
 def expert_responder(policy: Policy, protocol, thought_template: str = EXPERT_THOUGHT,
-                     careless_verb: str | None = None) -> Responder:
+                     careless_verb: str | None = None, careless_choice: str = "first") -> Responder:
     """Answers each turn with the env's expert action (:class:`stepopsd.episodes.ExpertReplay`,
-    careless at ``careless_verb`` commands when given).
+    careless at ``careless_verb`` commands when given: the first in sight, or with
+    ``careless_choice="random_wrong"`` a wrong one drawn per episode, seeded by its index).
 
     The response ids are the tokenised expert text plus the end-of-turn token, as a model that
     finishes its turn would generate them.
@@ -35,7 +37,10 @@ def expert_responder(policy: Policy, protocol, thought_template: str = EXPERT_TH
     def respond(requests: Sequence[TurnRequest]) -> list[Sample]:
         samples = []
         for request in requests:
-            action = experts.setdefault(request.episode, ExpertReplay(careless_verb)).next_action(request.info)
+            if request.episode not in experts:
+                rng = random.Random(request.episode) if careless_choice == "random_wrong" else None
+                experts[request.episode] = ExpertReplay(careless_verb, rng)
+            action = experts[request.episode].next_action(request.info)
             text = protocol.format(action, thought=thought_template.format(action=action) if thought_template else "")
             ids = encode(policy, text) + [end_of_turn]
             samples.append(Sample(tuple(ids), (0.0,) * len(ids), text, "eos"))
@@ -45,14 +50,16 @@ def expert_responder(policy: Policy, protocol, thought_template: str = EXPERT_TH
 
 
 def expert_trajectories(policy: Policy, envs: Sequence[gymnasium.Env], tasks: Sequence[Task], config: RolloutConfig,
-                        thought_template: str = EXPERT_THOUGHT, careless_verb: str | None = None) -> list[Trajectory]:
+                        thought_template: str = EXPERT_THOUGHT, careless_verb: str | None = None,
+                        careless_choice: str = "first") -> list[Trajectory]:
     """Expert episodes as token-exact schema trajectories (same layout as model rollouts);
-    a careless demonstrator's with ``careless_verb`` (:func:`stepopsd.episodes.careless_action`).
+    a careless demonstrator's with ``careless_verb`` (:func:`stepopsd.episodes.careless_action`,
+    ``careless_choice`` as in :func:`expert_responder`).
 
     Tasks are played ``len(envs) // group_size`` at a time, so a few envs serve many episodes.
     """
     protocol = envs[0].unwrapped.protocol
-    respond = expert_responder(policy, protocol, thought_template, careless_verb)
+    respond = expert_responder(policy, protocol, thought_template, careless_verb, careless_choice)
     return rollout_in_chunks(policy, envs, tasks, config, respond=respond)
 
 

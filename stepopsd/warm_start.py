@@ -58,7 +58,8 @@ def sft_warm_start(policy: Policy, config: TrainConfig,
         one_by_one = dataclasses.replace(config.rollout, group_size=1)
         played = expert_trajectories(policy, envs, tasks[careless:], one_by_one)
         careless_played = expert_trajectories(policy, envs, tasks[:careless], one_by_one,
-                                              careless_verb=config.sft.careless_verb) if careless else []
+                                              careless_verb=config.sft.careless_verb,
+                                              careless_choice=config.sft.careless_choice) if careless else []
         won = [t for t in played if t.success]
         if not won:
             raise ValueError(f"no expert episode of {config.env.env_id} was won; nothing to learn from")

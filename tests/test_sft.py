@@ -141,6 +141,24 @@ def test_warm_start_keeps_every_careless_episode_won_or_lost(tiny_policy):
     assert 8 <= report.won < 16  # every expert episode won, some careless ones lost
 
 
+def test_a_random_wrong_careless_demonstrator_never_takes_the_right_parcel(tiny_policy):
+    """With careless_choice="random_wrong" every careless ForkedErrand episode is lost (the
+    demonstrator takes some parcel other than the one the note names), and the wrong parcels
+    vary across episodes, where "first" would take parcel 1 every time."""
+    import gymnasium
+
+    from stepopsd.rollout import RolloutConfig, Task
+    from stepopsd.sft import expert_trajectories
+
+    envs = [gymnasium.make("stepopsd/ForkedErrand-v0") for _ in range(4)]
+    tasks = [Task(seed=seed, options={"scene_seed": seed}) for seed in range(16)]
+    played = expert_trajectories(tiny_policy, envs, tasks, RolloutConfig(), careless_verb="take",
+                                 careless_choice="random_wrong")
+    assert not any(t.success for t in played)
+    taken = {step.action.split(" from ")[0] for t in played for step in t.steps if step.info["decisive"]}
+    assert len(taken) == 3  # parcels 1, 2 and 3 all taken somewhere
+
+
 def test_a_careless_demonstrator_needs_a_reactive_expert():
     from stepopsd.episodes import ExpertReplay
 
