@@ -186,7 +186,7 @@ class ForkedErrandEnv(TextEnv):
         assert self.scene is not None, "call reset() before step()"
         if action not in self._admissible_actions():
             return "Nothing happens.", 0.0, False, {"valid_action": False,
-                                                     "admissible_actions": self._admissible_actions()}
+                                                    "admissible_actions": self._admissible_actions()}
         scene, here, won = self.scene, self._location, False
         verb = action.split()[0]
         if verb == "go":
