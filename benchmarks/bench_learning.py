@@ -143,11 +143,12 @@ def bench_setup(args: argparse.Namespace) -> tuple[dict[str, object], TrainConfi
 
 def plan_runs(env: str, assignments: dict[str, object], arms: list[str], seeds: list[int], start: Path,
               out: Path) -> list[PlannedRun]:
-    """One run per (arm, seed): same start model and run.seed in every arm of a seed."""
+    """One run per (arm, seed): same start model and run.seed in every arm of a seed; seed by seed, so a
+    benchmark stopped early holds whole paired seeds."""
     shared = {"model.path": str(start.resolve()), "sft.steps": 0}
     return [PlannedRun(arm, seed, bench_config(env, assignments, {**ARMS[arm], **shared, "run.seed": seed}),
                        out / env / arm / f"seed-{seed}")
-            for arm in arms for seed in seeds]
+            for seed in seeds for arm in arms]
 
 
 # --------------------------------------------------------------------------- summarise (pure)
@@ -351,6 +352,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--start-model", type=Path, default=None, help="an SFT'd model folder (skips building and SFT)")
     parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="config overrides of every run and the start model, e.g. sft.steps=20 env.eval_episodes=8")
+    parser.add_argument("--start-only", action="store_true", help="build the start model under OUT/ENV/start and stop")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once, one process each")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_learning"))
@@ -365,6 +367,9 @@ def main() -> None:
     clock = time.perf_counter()
     args = parse_args()
     assignments, base, start, start_s = bench_setup(args)
+    if args.start_only:
+        print(f"start model {start} ({start_s / 60:.1f} min)")
+        return
     args.iterations = base.run.iterations
     print(f"start model {start}; control {CONTROL}, upper bound {UPPER_BOUND}; arms {' '.join(args.arms)}; "
           f"seeds {' '.join(map(str, args.seeds))}; {args.iterations} iterations", flush=True)

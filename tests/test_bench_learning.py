@@ -1,4 +1,5 @@
-"""benchmarks/bench_learning.py: the summaries on hand-made per-seed numbers and the docs section (no training)."""
+"""benchmarks/bench_learning.py: the summaries on hand-made per-seed numbers and the docs section (no RL; one
+2-step start build)."""
 
 import json
 import math
@@ -205,6 +206,19 @@ def test_arms_of_a_seed_differ_only_in_their_credit_assignment(bench, env, tmp_p
         assert set(config_diff(run.config, control[run.seed])) <= {"algorithm.name", "algorithm.step_budget"}
     budgets = {run.arm: run.config.algorithm.step_budget for run in runs if run.arm in ("stepopsd", "stepopsd-share")}
     assert budgets == {"stepopsd": "equal_step_mean_abs", "stepopsd-share": "conserved_step_share"}
+    assert [run.seed for run in runs] == [3] * len(bench.ARMS) + [4] * len(bench.ARMS)  # whole seeds first
+
+
+def test_start_only_builds_the_start_model_and_runs_nothing(tmp_path):
+    import subprocess
+
+    command = [sys.executable, str(BENCHMARKS / "bench_learning.py"), "--env", "errand", "--start-only",
+               "--out", str(tmp_path), "--set", "sft.steps=2", "run.sft_expert_episodes=8"]
+    printed = subprocess.run(command, check=True, capture_output=True, text=True, timeout=300).stdout
+    start = tmp_path / "errand" / "start"
+    assert f"start model {start / 'sft_model'}" in printed
+    assert (start / "sft_model" / "config.json").is_file() and (start / "bench_start.json").is_file()
+    assert sorted(path.name for path in (tmp_path / "errand").iterdir()) == ["start"]  # no arm ran
 
 
 def test_errand_config_names_real_env_options(bench):
@@ -215,8 +229,9 @@ def test_errand_config_names_real_env_options(bench):
     config = bench.bench_config("errand", {})
     accepted = set(inspect.signature(env_class(config.env.env_id)).parameters)
     assert config.env.env_id == "stepopsd/ForkedErrand-v0"
-    assert config.env.train_kwargs == config.env.eval_kwargs == {"mode": "observable", "invalid_action_reward": -0.1}
-    assert set(config.env.train_kwargs) <= accepted
+    assert config.env.train_kwargs == config.env.eval_kwargs == {"mode": "observable", "invalid_action_reward": -0.1,
+                                                                  "max_episode_steps": 12}
+    assert set(config.env.train_kwargs) <= accepted | {"max_episode_steps"}  # gymnasium.make's own option
     assert config.sft.steps > 0 and config.sft.hindsight_rows and config.rollout.group_size == 8
 
 
