@@ -222,17 +222,22 @@ def _mean(values: list[float]) -> float:
 
 
 def verdict(arm: str, control: str, final: PairedDifference, auc: PairedDifference) -> str:
-    """One plain-language line from the paired differences: who wins on final success (a CI that
-    excludes 0), by how much, and the AUC difference beside it."""
+    """One plain-language line from the paired differences: in which of final success and AUC the
+    arm wins or loses (a CI that excludes 0), with both differences and their CIs."""
     seeds = len(final.per_seed)
+    metrics = {"final success": final, "AUC": auc}
+    wins = " and ".join(name for name, diff in metrics.items() if diff.ci_low > 0)
+    losses = " and ".join(name for name, diff in metrics.items() if diff.ci_high < 0)
     if seeds < 2:
         head = f"{arm} vs {control} cannot be told apart from {seeds} seed"
-    elif final.ci_low > 0:
-        head = f"{arm} beats {control} here"
-    elif final.ci_high < 0:
-        head = f"{arm} is worse than {control} here"
+    elif wins and losses:
+        head = f"{arm} beats {control} here in {wins} and is worse in {losses}"
+    elif wins:
+        head = f"{arm} beats {control} here in {wins}" + ("" if "final" in wins else " (final success: the CI holds 0)")
+    elif losses:
+        head = f"{arm} is worse than {control} here in {losses}"
     else:
-        head = f"{arm} does not beat {control} here (the CI holds 0)"
+        head = f"{arm} does not beat {control} here (both CIs hold 0)"
     return (f"{head}: final success diff {final.mean:+.1f} points, CI [{final.ci_low:+.1f}, {final.ci_high:+.1f}]; "
             f"AUC of sampled success diff {auc.mean:+.1f} points, CI [{auc.ci_low:+.1f}, {auc.ci_high:+.1f}] "
             f"({seeds} seeds).")

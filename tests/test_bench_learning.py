@@ -125,21 +125,27 @@ def test_summarise_refuses_arms_with_different_seeds(bench, records):
 def test_verdict_says_the_arm_wins_when_the_ci_is_above_zero(bench):
     line = bench.verdict("stepopsd", "grpo", paired_difference([56.0, 64.0, 60.0], [50.0, 60.0, 55.0]),
                          paired_difference([45.0, 45.0, 35.0], [32.5, 40.0, 30.0]))
-    assert line.startswith("stepopsd beats grpo here: final success diff +5.0 points, CI [+4.0, +6.0]")
+    assert line.startswith("stepopsd beats grpo here in final success and AUC: final success diff +5.0 points, CI [+4.0, +6.0]")
     assert "(3 seeds)" in line
 
 
 def test_verdict_says_the_arm_loses_when_the_ci_is_below_zero(bench):
     line = bench.verdict("rlsd", "grpo", paired_difference([44.0, 56.0, 50.0], [50.0, 60.0, 55.0]),
                          paired_difference([30.0, 30.0, 30.0], [30.0, 30.0, 30.0]))
-    assert line.startswith("rlsd is worse than grpo here: final success diff -5.0 points, CI [-6.0, -4.0]")
+    assert line.startswith("rlsd is worse than grpo here in final success: final success diff -5.0 points, CI [-6.0, -4.0]")
 
 
 def test_verdict_says_no_win_when_the_ci_holds_zero(bench):
     line = bench.verdict("stepopsd", "grpo", paired_difference([52.0, 57.0, 55.0], [50.0, 60.0, 55.0]),
                          paired_difference([30.0, 30.0, 30.0], [30.0, 30.0, 30.0]))
-    assert line.startswith("stepopsd does not beat grpo here")
+    assert line.startswith("stepopsd does not beat grpo here (both CIs hold 0)")
     assert "final success diff -0.3 points" in line
+
+
+def test_verdict_names_the_metric_it_wins_when_only_the_auc_ci_is_above_zero(bench):
+    line = bench.verdict("gigpo", "grpo", paired_difference([52.0, 57.0, 55.0], [50.0, 60.0, 55.0]),
+                         paired_difference([36.0, 38.0, 40.0], [30.0, 30.0, 30.0]))
+    assert line.startswith("gigpo beats grpo here in AUC (final success: the CI holds 0): final success diff -0.3")
 
 
 def test_verdict_claims_nothing_from_one_seed(bench):
