@@ -233,7 +233,7 @@ def verdict(arm: str, control: str, final: PairedDifference, auc: PairedDifferen
     elif wins and losses:
         head = f"{arm} beats {control} here in {wins} and is worse in {losses}"
     elif wins:
-        head = f"{arm} beats {control} here in {wins}" + ("" if "final" in wins else " (final success: the CI holds 0)")
+        head = f"{arm} beats {control} here in {wins}" + ("" if final.ci_low > 0 else " (final success: the CI holds 0)")
     elif losses:
         head = f"{arm} is worse than {control} here in {losses}"
     else:

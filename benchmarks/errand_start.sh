@@ -16,7 +16,8 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 cd "$(dirname "$0")/.."
 out=${1:-runs/errand-start}
 mkdir -p $out
-[ -f $out/routine/errand/start/sft_model/config.json ] || python benchmarks/bench_learning.py --env errand --start-only \
+routine=$out/routine/errand/start/sft_model  # where bench_learning.py --start-only puts it
+[ -f $routine/config.json ] || python benchmarks/bench_learning.py --env errand --start-only \
   --out $out/routine --set sft.stop_at_success=0.99 sft.check_every=300 sft.check_episodes=32
 sft() {  # FROM OUT STEPS LR CARELESS_RATE [--set ...]
   [ -f $2/config.json ] || stepopsd sft --model $1 --out $2 --steps $3 --lr $4 --env stepopsd/ForkedErrand-v0 \
@@ -24,7 +25,7 @@ sft() {  # FROM OUT STEPS LR CARELESS_RATE [--set ...]
     --set sft.hindsight_rows=true --set sft.careless_rate=$5 --set 'env.train_kwargs={"mode":"observable"}' \
     --set algorithm.peer_token_budget=512 "${@:6}"
 }
-sft $out/routine/errand/start/sft_model $out/spread 600 1e-3 0.6 --set sft.careless_choice=random_wrong
+sft $routine $out/spread 600 1e-3 0.6 --set sft.careless_choice=random_wrong
 sft $out/spread $out/reader 3000 1e-3 0 --set sft.stop_at_success=0.9 --set sft.check_every=200
 sft $out/reader $out/start 300 5e-4 0.6
 echo done $(date)
