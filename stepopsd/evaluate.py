@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -123,8 +124,14 @@ class SeedsEvaluation:
 
     @property
     def std(self) -> dict[str, float]:
-        """Population std over seeds (0 with one seed)."""
-        return {k: statistics.pstdev(t[k] for t in self.per_seed) for k in self.per_seed[0]}
+        """Population std over seeds (0 with one seed; NaN for a column without episodes)."""
+        return {k: _pstdev([t[k] for t in self.per_seed]) for k in self.per_seed[0]}
+
+
+def _pstdev(values: list[float]) -> float:
+    # statistics.pstdev raises AttributeError on a NaN (Python 3.11), and success_table gives NaN to
+    # a column that had no episodes (e.g. ALFWorld's Pick column on Heat/Cool games)
+    return math.nan if any(v != v for v in values) else statistics.pstdev(values)
 
 
 def evaluate_seeds(policy: Policy, config: TrainConfig, *, seeds: int, temperature: float,
