@@ -34,7 +34,7 @@ from stepopsd.algo.loss import policy_loss, token_entropy, token_weights
 from stepopsd.algo.teacher import Teacher
 from stepopsd.batch import PolicyBatch, build_batch
 from stepopsd.checkpoint import restore_latest, save_checkpoint, usable_checkpoints
-from stepopsd.config import TrainConfig, save_train_config
+from stepopsd.config import OptimConfig, TrainConfig, save_train_config
 from stepopsd.evaluate import evaluate_policy, make_eval_envs
 from stepopsd.health import health_alarms
 from stepopsd.logprobs import sequence_logprobs, tempered, token_logprobs
@@ -259,10 +259,11 @@ def _update(config: TrainConfig, model, optimizer, teacher: Teacher, batch: Poli
     temperature = config.rollout.sampling.temperature
     ref_logprobs = _row_logprobs(teacher.model, batch, temperature) if optim.kl_coef > 0 else None  # [R, L]
     weights = token_weights(batch.trainable_mask, batch.row_trajectory, optim.loss_aggregation)  # [R, L]
+    live = _rows_with_gradient(batch, optim)  # [R]
     generator = torch.Generator().manual_seed(seed_for(config.run.seed, iteration, accelerator.process_index))
     model.train()
     totals: dict[str, float] = {}
-    steps = 0
+    steps = forwarded = 0
     for _ in range(optim.ppo_epochs):
         order = torch.randperm(batch.num_rows, generator=generator)
         for rows in order.chunk(max(1, min(optim.minibatches, batch.num_rows))):
@@ -271,12 +272,14 @@ def _update(config: TrainConfig, model, optimizer, teacher: Teacher, batch: Poli
             minibatch_loss = 0.0
             for index, micro in enumerate(micro_batches):
                 sync = index == len(micro_batches) - 1
+                kept = _rows_to_forward(micro, live)
                 with (accelerator.no_sync(model) if not sync else nullcontext()):
-                    loss, stats = _micro_loss(config, model, batch, micro, ref_logprobs, weights, temperature, num_tokens)
+                    loss, stats = _micro_loss(config, model, batch, kept, ref_logprobs, weights, temperature, num_tokens)
                     accelerator.backward(loss)
                 minibatch_loss += float(loss.detach())
+                forwarded += len(kept)
                 for key, value in stats.items():
-                    totals[key] = totals.get(key, 0.0) + value * len(micro) / batch.num_rows / optim.ppo_epochs
+                    totals[key] = totals.get(key, 0.0) + value * len(kept)
             grad_norm = accelerator.clip_grad_norm_(model.parameters(), optim.max_grad_norm)
             if not math.isfinite(float(grad_norm)):  # all-reduced: every rank stops here together
                 raise NonFiniteError(
@@ -291,9 +294,27 @@ def _update(config: TrainConfig, model, optimizer, teacher: Teacher, batch: Poli
             teacher.sync(state.optimizer_step)
             state.teacher_snapshot_step = teacher.snapshot_step
             totals["update/grad_norm"] = totals.get("update/grad_norm", 0.0) + float(grad_norm)
+    totals = {key: value if key == "update/grad_norm" else value / max(forwarded, 1) for key, value in totals.items()}
     totals["update/grad_norm"] = totals.get("update/grad_norm", 0.0) / max(steps, 1)
     totals["update/optimizer_step"] = float(state.optimizer_step)
+    totals["update/rows_forwarded_frac"] = forwarded / max(batch.num_rows * optim.ppo_epochs, 1)
     return totals
+
+
+def _rows_with_gradient(batch: PolicyBatch, optim: OptimConfig) -> torch.Tensor:
+    """[R] bool: the rows whose loss has a gradient. Under the PPO-clip term alone a row whose
+    advantages are all 0 (every row of a uniform group under GRPO) has none, so it need not be
+    forwarded; with a KL or entropy term every row has."""
+    if optim.kl_coef > 0 or optim.entropy_coef > 0:
+        return torch.ones(batch.num_rows, dtype=torch.bool)
+    return batch.advantages.ne(0).any(dim=1)
+
+
+def _rows_to_forward(micro: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
+    """The rows of a micro-batch to forward: its live ones, or its first when none is (every
+    micro-batch still runs a backward, so DDP's ranks make the same calls and sync together)."""
+    kept = micro[live[micro]]
+    return kept if len(kept) else micro[:1]
 
 
 def _micro_loss(config: TrainConfig, model, batch: PolicyBatch, rows: torch.Tensor, ref_logprobs, weights: torch.Tensor,

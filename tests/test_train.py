@@ -272,3 +272,48 @@ def test_update_scores_logits_from_the_first_trainable_column_only(window):
     torch.testing.assert_close(loss, reference, atol=1e-6, rtol=0)
     for grad, reference_grad in zip(grads, reference_grads):
         torch.testing.assert_close(grad, reference_grad, atol=1e-6, rtol=1e-5)
+
+
+def test_update_skips_only_rows_without_gradient():
+    """Rows whose advantages are all 0 (a uniform group under GRPO) are not forwarded: the
+    micro-batch's loss and gradients over the rows kept equal those over all its rows. With a KL
+    or entropy term every row has a gradient and is kept; a micro-batch with no live row keeps one."""
+    import dataclasses
+
+    from algo_fixtures import make_group, tiny_qwen3, with_model_behaviour
+    from stepopsd.algo.loss import token_weights
+    from stepopsd.batch import build_batch
+    from stepopsd.train import _micro_loss, _rows_to_forward, _rows_with_gradient
+
+    model, temperature = tiny_qwen3(seed=0), 1.0
+    group = [with_model_behaviour(model, traj, temperature)
+             for traj in make_group(0, [True, False, False, True], num_steps=3, window=True, seed=2)]
+    generator = torch.Generator().manual_seed(0)
+    advantages = [torch.randn(len(traj.token_ids), generator=generator) * (index % 2)
+                  for index, traj in enumerate(group)]  # trajectories 0 and 2 carry no advantage
+    batch = build_batch(group, advantages)
+    rows = torch.arange(batch.num_rows)
+    weights = token_weights(batch.trainable_mask, batch.row_trajectory, "trajectory_mean")  # [R, L]
+    config = TrainConfig()
+    live = _rows_with_gradient(batch, config.optim)
+    assert live.tolist() == [bool(batch.row_trajectory[row] % 2) for row in rows]
+    kept = _rows_to_forward(rows, live)
+    assert 0 < len(kept) < batch.num_rows
+
+    def loss_and_gradients(forwarded):
+        model.zero_grad()
+        loss = _micro_loss(config, model, batch, forwarded, None, weights, temperature, 10.0)[0]
+        loss.backward()
+        return loss.detach(), [parameter.grad.clone() for parameter in model.parameters()]
+
+    reference, reference_grads = loss_and_gradients(rows)
+    loss, grads = loss_and_gradients(kept)
+    torch.testing.assert_close(loss, reference, atol=1e-7, rtol=0)
+    for grad, reference_grad in zip(grads, reference_grads):
+        torch.testing.assert_close(grad, reference_grad, atol=1e-7, rtol=1e-5)
+
+    dead = rows[~live]
+    assert _rows_to_forward(dead, live).tolist() == dead[:1].tolist()
+    for key in ("kl_coef", "entropy_coef"):
+        with_term = dataclasses.replace(config.optim, **{key: 0.01})
+        assert bool(_rows_with_gradient(batch, with_term).all())
