@@ -12,4 +12,4 @@ HINDSIGHT_MODES = ("none", "correctness", "peer_trajectory")
 MISTAKE_LABELS = ("mistake", "expert_action")  # where a step's mistake label comes from (algo.oracle)
 COLLAPSE_ACTIONS = ("warn", "stop")  # what the trainer does when health.py raises an alarm
 LOSS_AGGREGATIONS = ("token_mean", "trajectory_mean")  # how the update weighs tokens (algo.loss.token_weights)
-CARELESS_CHOICES = ("first", "random_wrong")  # how the SFT careless demonstrator picks (episodes.careless_action)
+CARELESS_CHOICES = ("first", "random_wrong", "env")  # how the SFT careless demonstrator picks (episodes.ExpertReplay)

@@ -114,15 +114,24 @@ class ExpertReplay:
     reactive one wins where both are given. A finished plan answers "look". With
     ``careless_verb`` it plays a careless demonstrator (:func:`careless_action`, a random wrong
     choice drawn from ``careless_rng`` when given); that needs a reactive expert, which goes on
-    from wherever the careless choice led.
+    from wherever the careless choice led. With ``env_careless`` it plays the env's own careless
+    demonstrator, ``info["careless_action"]`` (reset with ``options={"careless": True}``).
     """
 
-    def __init__(self, careless_verb: str | None = None, careless_rng: random.Random | None = None) -> None:
+    def __init__(self, careless_verb: str | None = None, careless_rng: random.Random | None = None, *,
+                 env_careless: bool = False) -> None:
         self.plan: list[str] | None = None
         self.careless_verb = careless_verb
         self.careless_rng = careless_rng
+        self.env_careless = env_careless
 
     def next_action(self, info: dict[str, Any]) -> str:
+        if self.env_careless:
+            if "careless_action" not in info:
+                raise ValueError("the env gave no info['careless_action'] (reset with options={'expert': True, "
+                                 "'careless': True}); sft.careless_choice='env' needs an env with its own careless "
+                                 "demonstrator, e.g. stepopsd/ALFWorld-v0")
+            return info["careless_action"]
         if "expert_actions" in info:  # present on reset: a new episode's plan
             self.plan = list(info["expert_actions"])
         if "expert_action" in info:

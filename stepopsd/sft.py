@@ -26,7 +26,8 @@ def expert_responder(policy: Policy, protocol, thought_template: str = EXPERT_TH
                      careless_verb: str | None = None, careless_choice: str = "first") -> Responder:
     """Answers each turn with the env's expert action (:class:`stepopsd.episodes.ExpertReplay`,
     careless at ``careless_verb`` commands when given: the first in sight, or with
-    ``careless_choice="random_wrong"`` a wrong one drawn per episode, seeded by its index).
+    ``careless_choice="random_wrong"`` a wrong one drawn per episode, seeded by its index; with
+    ``careless_choice="env"`` the env's own careless demonstrator).
 
     The response ids are the tokenised expert text plus the end-of-turn token, as a model that
     finishes its turn would generate them.
@@ -38,8 +39,11 @@ def expert_responder(policy: Policy, protocol, thought_template: str = EXPERT_TH
         samples = []
         for request in requests:
             if request.episode not in experts:
-                rng = random.Random(request.episode) if careless_choice == "random_wrong" else None
-                experts[request.episode] = ExpertReplay(careless_verb, rng)
+                if careless_verb is not None and careless_choice == "env":
+                    experts[request.episode] = ExpertReplay(env_careless=True)
+                else:
+                    rng = random.Random(request.episode) if careless_choice == "random_wrong" else None
+                    experts[request.episode] = ExpertReplay(careless_verb, rng)
             action = experts[request.episode].next_action(request.info)
             text = protocol.format(action, thought=thought_template.format(action=action) if thought_template else "")
             ids = encode(policy, text) + [end_of_turn]

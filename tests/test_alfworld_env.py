@@ -113,6 +113,32 @@ def test_exploring_expert_searches_and_wins_without_knowing_where_things_are(env
     assert play_exploring_expert(env, generated[0], seed=0) == play_exploring_expert(env, generated[0], seed=0)
 
 
+def test_careless_demonstrator_skips_the_transform_and_loses(env, generated):
+    """options={"careless": True}: the hand-coded expert playing a heat / cool / clean task as plain
+    pick-and-place. It takes the task's object straight to the target, never heats, cools or cleans
+    it, and the episode is not won; then it has nothing left to do ("look"). On a Pick game it is
+    the expert itself."""
+    protocol = env.unwrapped.protocol
+    for game in generated:
+        task_type = task_type_of(game)
+        if task_type not in ("Heat", "Cool", "Clean", "Pick"):
+            continue
+        _, info = env.reset(seed=0, options={"game": game, "expert": True, "careless": True})
+        actions, won = [], False
+        while not won and len(actions) < 30:
+            actions.append(info["careless_action"])
+            _, _, won, _, info = env.step(protocol.format(actions[-1], thought="careless"))
+        if task_type == "Pick":
+            assert won and actions == play_exploring_expert(env, game, seed=0)[0]
+            continue
+        assert not won, (game, actions)
+        placed = next(i for i, action in enumerate(actions) if action.startswith(("move ", "put ")))
+        assert actions[placed + 1:] and set(actions[placed + 1:]) == {"look"}, actions
+        assert not any(action.split()[0] in ("heat", "cool", "clean") for action in actions), actions
+    _, info = env.reset(options={"game": generated[0], "expert": True})
+    assert "careless_action" not in info
+
+
 def test_expert_action_survives_an_unparseable_output_and_needs_an_alfworld_folder(env, generated, tmp_path):
     _, info = env.reset(options={"game": generated[0], "expert": True})
     _, _, _, _, after_garbage = env.step("no tags at all")

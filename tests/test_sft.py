@@ -169,6 +169,25 @@ def test_a_careless_demonstrator_needs_a_reactive_expert():
         "admissible_actions": ["go to shelf 1", "take apple 1 from desk 1", "take mug 1 from desk 1"]}) == "take apple 1 from desk 1"
 
 
+def test_the_envs_own_careless_demonstrator_plays_its_episodes(tiny_policy, tmp_path):
+    """careless_choice="env": the careless episodes follow info["careless_action"] (ALFWorld's expert
+    playing a Heat task as pick-and-place, which loses); an env without one is refused by name."""
+    from stepopsd.config import load_train_config
+    from stepopsd.episodes import ExpertReplay
+    from stepopsd.warm_start import sft_warm_start
+
+    config = load_train_config("quickstart-alfworld", {
+        "run.sft_expert_episodes": 2, "sft.steps": 1, "sft.careless_rate": 0.5, "sft.careless_choice": "env",
+        "env.train_kwargs": {"split": "generated", "task_types": ["Heat"], "generated_per_type": 1,
+                             "generated_receptacles": 5, "generated_distractors": 2, "cache_dir": str(tmp_path),
+                             "max_episode_steps": 25}})
+    report = sft_warm_start(tiny_policy, config)
+    assert report.episodes == 2 and report.careless == 1 and report.won == 1  # the careless episode is lost
+    assert ExpertReplay(env_careless=True).next_action({"expert_action": "a", "careless_action": "b"}) == "b"
+    with pytest.raises(ValueError, match="careless_action"):
+        ExpertReplay(env_careless=True).next_action({"expert_action": "take mug 1 from desk 1"})
+
+
 def test_sft_stops_when_asked(tiny_policy):
     from stepopsd.config import SFTConfig
 

@@ -10,6 +10,9 @@ with the env's ``np_random`` (so ``reset(seed=s)`` is reproducible). ``options={
 (or ``expert_actions=True`` at construction) adds the planner's walkthrough as ``info["expert_actions"]``
 and, at every turn, ``info["expert_action"]``: the next command of ALFWorld's hand-coded expert, which
 searches for objects instead of knowing where they are (see :mod:`stepopsd_envs.alfworld.expert`).
+``options={"expert": True, "careless": True}`` also adds ``info["careless_action"]``: the next command
+of a careless demonstrator, the same expert playing a heat / cool / clean task as plain pick-and-place
+(it takes the object straight to the target, skipping the step the task hangs on, then says "look").
 
 ALFWorld conventions: 50 steps (``TimeLimit`` via the registry), terminated on a win, reward
 ``success_reward`` on the winning step and ``invalid_action_reward`` for a step the game did not
@@ -18,8 +21,8 @@ case-sensitively; anything else gives ``"Nothing happens."`` and ``info["valid_a
 Each game's own grammar defines its command format (``move X to Y`` or the older ``put X in/on Y``).
 
 Info keys beyond :class:`~stepopsd_envs.text_env.TextEnv`'s: ``game`` (path of the game file),
-``expert_actions`` and ``expert_action`` (when asked; ``expert_action`` only for games the hand-coded
-expert knows: task folders named like ALFWorld's). ``task_type`` is one of Pick, Look, Clean, Heat, Cool, PickTwo.
+``expert_actions``, ``expert_action`` and ``careless_action`` (when asked; the last two only for games
+the hand-coded expert knows: task folders named like ALFWorld's). ``task_type`` is one of Pick, Look, Clean, Heat, Cool, PickTwo.
 
 ``env.unwrapped.build_prompt()`` renders verl-agent's ALFWorld user message for the next step (its
 template text, character for character) from the env's own record of the episode: the current
@@ -85,6 +88,8 @@ class ALFWorldEnv(TextEnv):
         self._task = ""
         self._expert: ExploringExpert | None = None
         self._expert_action = ""  # the expert's last suggestion (the game state it answers has not moved since)
+        self._careless: ExploringExpert | None = None
+        self._careless_action = ""
 
     # -- TextEnv --------------------------------------------------------------------------
     def _start_episode(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -93,6 +98,8 @@ class ALFWorldEnv(TextEnv):
             self._engine.load(game_path)
         expert = bool(options.get("expert", self.expert_actions))
         self._expert = _exploring_expert(game_path, self.np_random) if expert else None
+        careless = expert and bool(options.get("careless"))
+        self._careless = _exploring_expert(game_path, self.np_random, skip_transform=True) if careless else None
         intro = self._engine.reset(with_facts=self._expert is not None)
         observation = strip_banner(intro)
         self._task = task_from_intro(observation)
@@ -109,6 +116,8 @@ class ALFWorldEnv(TextEnv):
             info["expert_actions"] = self._engine.walkthrough
         if self._expert is not None:
             self._expert_action = info["expert_action"] = self._expert.act(self._engine.state, "")
+        if self._careless is not None:
+            self._careless_action = info["careless_action"] = self._careless.act(self._engine.state, "")
         return observation, info
 
     def _apply_action(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
@@ -121,6 +130,8 @@ class ALFWorldEnv(TextEnv):
                 "admissible_actions": self._engine.admissible_commands}
         if self._expert is not None:
             self._expert_action = self._expert.act(self._engine.state, action)
+        if self._careless is not None:
+            self._careless_action = self._careless.act(self._engine.state, action)
         return observation, reward, won, info
 
     def _admissible_actions(self) -> list[str]:
@@ -133,6 +144,8 @@ class ALFWorldEnv(TextEnv):
         self.history.append((observation_before, info["action"]))
         if self._expert is not None:  # after an unparseable output the game did not move: same suggestion
             info["expert_action"] = self._expert_action
+        if self._careless is not None:
+            info["careless_action"] = self._careless_action
         return observation, reward, terminated, truncated, info
 
     # -- agent protocol -------------------------------------------------------------------
@@ -165,10 +178,10 @@ class ALFWorldEnv(TextEnv):
         return self.games[int(self.np_random.integers(len(self.games)))]
 
 
-def _exploring_expert(game_path: Path, np_random) -> ExploringExpert | None:
+def _exploring_expert(game_path: Path, np_random, *, skip_transform: bool = False) -> ExploringExpert | None:
     """ALFWorld's hand-coded expert for this game, or None where it cannot play it (the walkthrough remains)."""
     try:
-        return ExploringExpert(game_path, seed=int(np_random.integers(2**31)))
+        return ExploringExpert(game_path, seed=int(np_random.integers(2**31)), skip_transform=skip_transform)
     except ValueError:  # a task folder not named like ALFWorld's, or a task type it does not know
         return None
 

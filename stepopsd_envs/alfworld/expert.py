@@ -22,8 +22,15 @@ from typing import Any
 _SHARED_RANDOM = threading.Lock()  # guards the swap of alfworld's module-level `random` (see act)
 
 
-def task_params_of(game_path: Path) -> dict[str, Any]:
-    """The hand-coded expert's task parameters from a game's task folder name.
+# The task types whose object must be changed (heated, cooled, cleaned) before it is placed
+TRANSFORM_TASK_TYPES = ("pick_heat_then_place_in_recep", "pick_cool_then_place_in_recep",
+                        "pick_clean_then_place_in_recep")
+
+
+def task_params_of(game_path: Path, *, skip_transform: bool = False) -> dict[str, Any]:
+    """The hand-coded expert's task parameters from a game's task folder name; with
+    ``skip_transform`` a heat / cool / clean task reads as plain pick-and-place (the object goes
+    straight to the target, unchanged: the careless demonstrator's task).
 
     Raises ValueError for a folder not named like ALFWorld's (``{task type}-{Object}-{Mrecep}-{Target}-{n}``).
     """
@@ -32,6 +39,8 @@ def task_params_of(game_path: Path) -> dict[str, Any]:
         raise ValueError(f"{game_path}: the task folder is not named like ALFWorld's "
                          "'{task type}-{Object}-{Mrecep}-{Target}-{n}'")
     task_type, object_type, movable_type, target_type = parts[:4]
+    if skip_transform and task_type in TRANSFORM_TASK_TYPES:
+        task_type = "pick_and_place_simple"
     return {
         "task_type": task_type,
         "object_target": object_type.lower(),
@@ -53,11 +62,13 @@ class ExploringExpert:
     'go to countertop 1'
     """
 
-    def __init__(self, game_path: Path, seed: int, max_steps: int = 200) -> None:
-        """Raises ValueError for games whose task the hand-coded expert does not know."""
+    def __init__(self, game_path: Path, seed: int, max_steps: int = 200, *, skip_transform: bool = False) -> None:
+        """Raises ValueError for games whose task the hand-coded expert does not know.
+        ``skip_transform``: play a heat / cool / clean task as if it were pick-and-place
+        (:func:`task_params_of`); having placed the object it has nothing left to do and says "look"."""
         from alfworld.agents.expert.handcoded_expert_tw import HandCodedTWAgent
 
-        params = task_params_of(game_path)
+        params = task_params_of(game_path, skip_transform=skip_transform)
         self._agent = HandCodedTWAgent(max_steps=max_steps)
         try:
             policy_class = self._agent.get_task_policy(params)
@@ -66,12 +77,22 @@ class ExploringExpert:
         self._agent.task_params = params
         self._agent.policy = policy_class(params, max_steps=max_steps)
         self._rng = random.Random(seed)
+        # ALFWorld's expert re-plans from the state, so one that skipped the transform would go on
+        # taking the object back and forth; the careless demonstrator stops once it is placed
+        self._placement = (params["object_target"], params["parent_target"]) if skip_transform else None
+        self._placed = False
 
     def act(self, state, last_command: str) -> str:
         """The next command given the engine's state (with facts) after ``last_command``."""
         from alfworld.agents.expert import handcoded_expert
         from alfworld.agents.expert.handcoded_expert import HandCodedAgentFailed, HandCodedAgentTimeout
 
+        words = last_command.split()
+        if self._placement and words[:1] in (["move"], ["put"]) and words[1:2] == [self._placement[0]] \
+                and self._placement[1] in words:
+            self._placed = True
+        if self._placed:
+            return "look"
         # The expert draws from the module-level `random`; a private generator per episode keeps
         # expert episodes reproducible without touching the process's global random state. Envs
         # may step in worker threads, hence the lock around the swap.
