@@ -131,7 +131,7 @@ class SeedsEvaluation:
 def _pstdev(values: list[float]) -> float:
     # statistics.pstdev raises AttributeError on a NaN (Python 3.11), and success_table gives NaN to
     # a column that had no episodes (e.g. ALFWorld's Pick column on Heat/Cool games)
-    return math.nan if any(v != v for v in values) else statistics.pstdev(values)
+    return math.nan if any(math.isnan(v) for v in values) else statistics.pstdev(values)
 
 
 def evaluate_seeds(policy: Policy, config: TrainConfig, *, seeds: int, temperature: float,
