@@ -178,7 +178,7 @@ class SFTConfig:
     check_episodes: int = 32  # greedy episodes per check, on training-env tasks no rollout or evaluation uses
     careless_rate: float = 0.0  # share of the episodes played by a careless demonstrator, kept won or lost
     careless_verb: str = "take"  # the careless demonstrator's choice: an admissible command with this verb ...
-    careless_choice: str = "first"  # ... the first as listed ("first") or a random one other than the expert's ("random_wrong"); "env": the env's own careless demonstrator (info["careless_action"], e.g. ALFWorld's skipping the heat / cool / clean step)
+    careless_choice: str = "first"  # ... the first as listed ("first"), a random wrong one ("random_wrong"); "env": the env's own (info["careless_action"])
 
     def __post_init__(self) -> None:
         check_fields("sft", self, {"steps": at_least(0), "batch_rows": at_least(1), "lr": finite_above(0),

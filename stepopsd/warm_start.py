@@ -57,7 +57,8 @@ def sft_warm_start(policy: Policy, config: TrainConfig,
         careless = round(config.sft.careless_rate * episodes)
         careless_tasks = tasks[:careless]
         if config.sft.careless_choice == "env":
-            careless_tasks = [dataclasses.replace(task, options={**task.options, "careless": True}) for task in careless_tasks]
+            careless_tasks = [dataclasses.replace(task, options={**task.options, "careless": True})
+                              for task in careless_tasks]
         one_by_one = dataclasses.replace(config.rollout, group_size=1)
         played = expert_trajectories(policy, envs, tasks[careless:], one_by_one)
         careless_played = expert_trajectories(policy, envs, careless_tasks, one_by_one,
