@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -62,16 +63,20 @@ def sft_command(
         policy = load_policy(model, dtype=config.model.dtype)
     except (OSError, ValueError) as error:
         fail(f"could not load a model from {model}: {error}")
-    with Progress() as progress:
-        bar = progress.add_task("expert episodes, then sft", total=config.sft.steps)
-        try:
-            report = sft_warm_start(policy, config, on_step=lambda step, loss: progress.update(
-                bar, advance=1, description=f"sft loss {loss:.3f}"), on_check=lambda steps, success: progress.console.print(
-                f"step {steps}: greedy success {success:.1%} (stops at {config.sft.stop_at_success:.0%})"))
-        except ValueError as error:  # no expert, or no episode won
-            fail(str(error))
-    typer.echo(f"{report.won}/{report.episodes} expert episodes won; trained on those"
-               + (f", every one of the {report.careless} careless episodes" if report.careless else "")
-               + (f" and {report.hindsight_rows} hindsight rows" if report.hindsight_rows else ""))
+    phases = [phase for phase in config.sft.phases() if phase.steps > 0]
+    for number, phase in enumerate(phases, start=1):
+        named = f"phase {number}: " if len(phases) > 1 else ""
+        with Progress() as progress:
+            bar = progress.add_task(f"{named}expert episodes, then sft", total=phase.steps)
+            try:
+                report = sft_warm_start(policy, dataclasses.replace(config, sft=phase), on_step=lambda step, loss: progress.update(
+                    bar, advance=1, description=f"{named}sft loss {loss:.3f}"), on_check=lambda steps, success: progress.console.print(
+                    f"step {steps}: greedy success {success:.1%} (stops at {phase.stop_at_success:.0%})"))
+            except ValueError as error:  # no expert, or no episode won
+                fail(str(error))
+        typer.echo(f"{named}{report.won}/{report.episodes} expert episodes won; trained on those"
+                   + (f", every one of the {report.careless} careless episodes" if report.careless else "")
+                   + (f" and {report.hindsight_rows} hindsight rows" if report.hindsight_rows else "")
+                   + f"; {len(report.losses)} steps, loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}")
     save_policy(policy, output_folder(out))
-    typer.echo(f"{len(report.losses)} steps, loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}; saved to {out}")
+    typer.echo(f"saved to {out}")

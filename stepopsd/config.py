@@ -10,6 +10,7 @@ from here.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -179,6 +180,7 @@ class SFTConfig:
     careless_rate: float = 0.0  # share of the episodes played by a careless demonstrator, kept won or lost
     careless_verb: str = "take"  # the careless demonstrator's choice: an admissible command with this verb ...
     careless_choice: str = "first"  # ... the first as listed ("first"), a random wrong one ("random_wrong"); "env": the env's own (info["careless_action"])
+    then: dict = field(default_factory=dict)  # a second phase after this one: the sft fields it changes, e.g. {steps = 300, careless_rate = 0.6}
 
     def __post_init__(self) -> None:
         check_fields("sft", self, {"steps": at_least(0), "batch_rows": at_least(1), "lr": finite_above(0),
@@ -186,6 +188,21 @@ class SFTConfig:
                                    "stop_at_success": within(0, 1), "check_every": at_least(1),
                                    "check_episodes": at_least(1), "careless_rate": within(0, 1)})
         check_choices("sft", self, {"careless_choice": CARELESS_CHOICES})
+        self.phases()  # sft.then's keys and values are checked here, not when the phase runs
+
+    def phases(self) -> list[SFTConfig]:
+        """The SFT phases in order: this one, then ``then``'s (this config with those fields changed)."""
+        if not self.then:
+            return [self]
+        fields = {f.name for f in dataclasses.fields(self)} - {"then"}
+        unknown = sorted(set(self.then) - fields)
+        if unknown:
+            raise ConfigError(f"sft.then: unknown sft field {unknown[0]!r} (it takes {', '.join(sorted(fields))})")
+        try:
+            second = dataclasses.replace(self, then={}, **self.then)
+        except ConfigError as error:
+            raise ConfigError(f"sft.then: {error}") from None
+        return [self, second]
 
 
 @dataclass(frozen=True)

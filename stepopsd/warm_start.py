@@ -1,5 +1,5 @@
 """The model RL starts from: ``model.path`` or a tiny local model, warmed by SFT on the env's
-expert when ``sft.steps > 0``. The trainer and ``stepopsd sft`` share :func:`sft_warm_start`."""
+expert when ``sft.steps > 0`` (then ``sft.then``'s phase). The trainer and ``stepopsd sft`` share :func:`sft_warm_start`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from stepopsd.config import TrainConfig
+from stepopsd.config import SFTConfig, TrainConfig
 from stepopsd.hindsight_rows import hindsight_sft_trajectories
 from stepopsd.policy import Policy, encode, load_policy
 from stepopsd.rollout import make_envs, rollout_in_chunks
@@ -103,22 +103,34 @@ def prepare_start_model(config: TrainConfig, run: RunDir, accelerator, *, fresh_
     if config.model.path:
         check_model_source(config.model.path)
     base = Path(config.model.path) if config.model.path else run.tiny_model
-    start = run.sft_model if config.sft.steps > 0 else base
+    phases = [phase for phase in config.sft.phases() if phase.steps > 0]
+    start = run.sft_model if phases else base
     if accelerator.is_main_process and fresh_run:
         if not config.model.path and not (base / "config.json").is_file():
             build_tiny_model(base, config.model.tiny)
             print(f"built tiny model in {base}")
-        if config.sft.steps > 0 and not (start / "config.json").is_file():
+        if phases and not (start / "config.json").is_file():
             policy = load_policy(base, dtype=config.model.dtype)
-            report_every = max(1, config.sft.steps // 10)
-            report = sft_warm_start(policy, config, on_step=lambda step, loss: print(
-                f"  sft step {step + 1}/{config.sft.steps}  loss {loss:.3f}", flush=True)
-                if (step + 1) % report_every == 0 else None, on_check=lambda steps, success: print(
-                f"  sft step {steps}: greedy success {success:.1%} on {config.sft.check_episodes} training tasks "
-                f"(stops at {config.sft.stop_at_success:.0%})", flush=True))
-            print(f"SFT warm start: {report.episodes} expert trajectories ({report.won} won, {report.careless} careless, "
-                  f"{report.hindsight_rows} hindsight rows), {len(report.losses)} steps, "
-                  f"loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}")
+            for number, phase in enumerate(phases, start=1):
+                _report(sft_warm_start(policy, dataclasses.replace(config, sft=phase), on_step=_print_loss(phase),
+                                       on_check=_print_check(phase)), f" phase {number}" if len(phases) > 1 else "")
             save_policy(policy, start)
     accelerator.wait_for_everyone()
     return start
+
+
+def _print_loss(phase: SFTConfig) -> Callable[[int, float], None]:
+    every = max(1, phase.steps // 10)
+    return lambda step, loss: print(f"  sft step {step + 1}/{phase.steps}  loss {loss:.3f}", flush=True) \
+        if (step + 1) % every == 0 else None
+
+
+def _print_check(phase: SFTConfig) -> Callable[[int, float], None]:
+    return lambda steps, success: print(f"  sft step {steps}: greedy success {success:.1%} on {phase.check_episodes} "
+                                        f"training tasks (stops at {phase.stop_at_success:.0%})", flush=True)
+
+
+def _report(report: WarmStart, phase: str) -> None:
+    print(f"SFT warm start{phase}: {report.episodes} expert trajectories ({report.won} won, {report.careless} careless, "
+          f"{report.hindsight_rows} hindsight rows), {len(report.losses)} steps, "
+          f"loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}")

@@ -220,7 +220,47 @@ def test_sft_command_trains_on_window_prompts_and_saves(tiny_model_dir, tmp_path
     result = CliRunner().invoke(sft_cmd.app, [
         "--model", str(tiny_model_dir), "--env", FETCH, "--out", str(out), "--episodes", "6", "--steps", "3",
         "--batch-rows", "8", "--context-mode", "window", "--history-steps", "1", "--show-admissible-actions",
-        "--set", "sft.hindsight_rows=true"])
+        "--set", "sft.hindsight_rows=true", "--set", 'sft.then={"steps": 2, "hindsight_rows": false}'])
     assert result.exit_code == 0, result.output
-    assert "6/6 expert episodes won" in result.output and "hindsight rows" in result.output
+    assert "phase 1: 6/6 expert episodes won" in result.output and "hindsight rows" in result.output
+    assert "phase 2: 6/6 expert episodes won; trained on those; 2 steps" in result.output
     assert (out / "config.json").is_file()
+
+
+def test_sft_then_is_a_second_phase_checked_when_the_config_is_built():
+    from stepopsd.config import ConfigError, SFTConfig, load_train_config
+
+    config = load_train_config("test-fetch", {"sft.steps": 4, "sft.then": {"steps": 2, "careless_rate": 0.6, "lr": 5e-4}})
+    first, second = config.sft.phases()
+    assert first == config.sft and (second.steps, second.careless_rate, second.lr, second.then) == (2, 0.6, 5e-4, {})
+    assert second.batch_rows == first.batch_rows  # fields it does not name stay as they are
+    assert SFTConfig().phases() == [SFTConfig()]
+    with pytest.raises(ConfigError, match="sft.then: unknown sft field 'stpes'"):
+        SFTConfig(then={"stpes": 2})
+    with pytest.raises(ConfigError, match=r"sft.then: sft.careless_rate must"):
+        SFTConfig(then={"careless_rate": 2.0})
+
+
+def test_a_two_phase_warm_start_is_the_two_phases_run_in_turn(tiny_model_dir, tmp_path):
+    """prepare_start_model with sft.then gives the weights of sft_warm_start with the first phase's
+    config, then with the second's, on the same model (the habit phase of a full-skill start)."""
+    import dataclasses
+
+    from accelerate import Accelerator
+    from safetensors.torch import load_file
+
+    from stepopsd.config import load_train_config
+    from stepopsd.run_dir import RunDir
+    from stepopsd.warm_start import prepare_start_model, sft_warm_start
+
+    config = load_train_config("test-fetch", {"model.path": str(tiny_model_dir), "run.sft_expert_episodes": 4,
+                                              "sft.steps": 3, "sft.then": {"steps": 2, "careless_rate": 0.5, "lr": 5e-4}})
+    start = prepare_start_model(config, RunDir(tmp_path / "run"), Accelerator(cpu=True), fresh_run=True)
+    policy = load_policy(tiny_model_dir)
+    first, second = config.sft.phases()
+    assert len(sft_warm_start(policy, dataclasses.replace(config, sft=first)).losses) == 3
+    report = sft_warm_start(policy, dataclasses.replace(config, sft=second))
+    assert report.careless == 2 and len(report.losses) == 2
+    save_policy(policy, tmp_path / "by_hand")
+    saved, by_hand = load_file(str(start / "model.safetensors")), load_file(str(tmp_path / "by_hand" / "model.safetensors"))
+    assert all(torch.equal(saved[name], by_hand[name]) for name in saved)
