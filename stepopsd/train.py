@@ -262,7 +262,8 @@ def _update(config: TrainConfig, model, optimizer, teacher: Teacher, batch: Poli
     live = _rows_with_gradient(batch, optim)  # [R]
     generator = torch.Generator().manual_seed(seed_for(config.run.seed, iteration, accelerator.process_index))
     model.train()
-    totals: dict[str, float] = {}
+    stat_sums: dict[str, float] = {}  # each loss statistic times the rows it was taken over
+    grad_norm_sum = 0.0
     steps = forwarded = 0
     for _ in range(optim.ppo_epochs):
         order = torch.randperm(batch.num_rows, generator=generator)
@@ -279,7 +280,7 @@ def _update(config: TrainConfig, model, optimizer, teacher: Teacher, batch: Poli
                 minibatch_loss += float(loss.detach())
                 forwarded += len(kept)
                 for key, value in stats.items():
-                    totals[key] = totals.get(key, 0.0) + value * len(kept)
+                    stat_sums[key] = stat_sums.get(key, 0.0) + value * len(kept)
             grad_norm = accelerator.clip_grad_norm_(model.parameters(), optim.max_grad_norm)
             if not math.isfinite(float(grad_norm)):  # all-reduced: every rank stops here together
                 raise NonFiniteError(
@@ -293,12 +294,11 @@ def _update(config: TrainConfig, model, optimizer, teacher: Teacher, batch: Poli
             steps += 1
             teacher.sync(state.optimizer_step)
             state.teacher_snapshot_step = teacher.snapshot_step
-            totals["update/grad_norm"] = totals.get("update/grad_norm", 0.0) + float(grad_norm)
-    totals = {key: value if key == "update/grad_norm" else value / max(forwarded, 1) for key, value in totals.items()}
-    totals["update/grad_norm"] = totals.get("update/grad_norm", 0.0) / max(steps, 1)
-    totals["update/optimizer_step"] = float(state.optimizer_step)
-    totals["update/rows_forwarded_frac"] = forwarded / max(batch.num_rows * optim.ppo_epochs, 1)
-    return totals
+            grad_norm_sum += float(grad_norm)
+    return {**{key: value / max(forwarded, 1) for key, value in stat_sums.items()},
+            "update/grad_norm": grad_norm_sum / max(steps, 1),
+            "update/optimizer_step": float(state.optimizer_step),
+            "update/rows_forwarded_frac": forwarded / max(batch.num_rows * optim.ppo_epochs, 1)}
 
 
 def _rows_with_gradient(batch: PolicyBatch, optim: OptimConfig) -> torch.Tensor:

@@ -96,6 +96,11 @@ def sft_warm_start(policy: Policy, config: TrainConfig,
                      len(rows), losses, checks)
 
 
+def sft_phases(config: TrainConfig) -> list[TrainConfig]:
+    """``config`` once per SFT phase that trains (``sft.phases()`` with steps > 0), its ``sft`` that phase's."""
+    return [dataclasses.replace(config, sft=phase) for phase in config.sft.phases() if phase.steps > 0]
+
+
 def prepare_start_model(config: TrainConfig, run: RunDir, accelerator, *, fresh_run: bool) -> Path:
     """The folder RL starts from: ``model.path`` or ``RUN/tiny_model``, then ``RUN/sft_model``
     when ``sft.steps > 0``. Rank 0 builds what is missing; the others wait and load the result.
@@ -103,7 +108,7 @@ def prepare_start_model(config: TrainConfig, run: RunDir, accelerator, *, fresh_
     if config.model.path:
         check_model_source(config.model.path)
     base = Path(config.model.path) if config.model.path else run.tiny_model
-    phases = [phase for phase in config.sft.phases() if phase.steps > 0]
+    phases = sft_phases(config)
     start = run.sft_model if phases else base
     if accelerator.is_main_process and fresh_run:
         if not config.model.path and not (base / "config.json").is_file():
@@ -112,8 +117,8 @@ def prepare_start_model(config: TrainConfig, run: RunDir, accelerator, *, fresh_
         if phases and not (start / "config.json").is_file():
             policy = load_policy(base, dtype=config.model.dtype)
             for number, phase in enumerate(phases, start=1):
-                _report(sft_warm_start(policy, dataclasses.replace(config, sft=phase), on_step=_print_loss(phase),
-                                       on_check=_print_check(phase)), f" phase {number}" if len(phases) > 1 else "")
+                _report(sft_warm_start(policy, phase, on_step=_print_loss(phase.sft), on_check=_print_check(phase.sft)),
+                        f" phase {number}" if len(phases) > 1 else "")
             save_policy(policy, start)
     accelerator.wait_for_everyone()
     return start

@@ -86,10 +86,10 @@ class ALFWorldEnv(TextEnv):
         self.expert_actions = expert_actions
         self.history: list[tuple[str, str]] = []
         self._task = ""
-        self._expert: ExploringExpert | None = None
-        self._expert_action = ""  # the expert's last suggestion (the game state it answers has not moved since)
-        self._careless: ExploringExpert | None = None
-        self._careless_action = ""
+        # info key -> the demonstrator behind it ("expert_action", "careless_action") and its last
+        # suggestion (the game state it answers has not moved since)
+        self._demonstrators: dict[str, ExploringExpert] = {}
+        self._suggestions: dict[str, str] = {}
 
     # -- TextEnv --------------------------------------------------------------------------
     def _start_episode(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -97,10 +97,11 @@ class ALFWorldEnv(TextEnv):
         if self._engine.game_path != game_path:  # same game again (GRPO groups): skip the re-parse
             self._engine.load(game_path)
         expert = bool(options.get("expert", self.expert_actions))
-        self._expert = _exploring_expert(game_path, self.np_random) if expert else None
-        careless = expert and bool(options.get("careless"))
-        self._careless = _exploring_expert(game_path, self.np_random, skip_transform=True) if careless else None
-        intro = self._engine.reset(with_facts=self._expert is not None)
+        demonstrators = {"expert_action": _exploring_expert(game_path, self.np_random) if expert else None}
+        if expert and options.get("careless"):
+            demonstrators["careless_action"] = _exploring_expert(game_path, self.np_random, skip_transform=True)
+        self._demonstrators = {key: demonstrator for key, demonstrator in demonstrators.items() if demonstrator}
+        intro = self._engine.reset(with_facts=bool(self._demonstrators))
         observation = strip_banner(intro)
         self._task = task_from_intro(observation)
         self.history = []
@@ -111,13 +112,10 @@ class ALFWorldEnv(TextEnv):
             "game": str(game_path),
             "admissible_actions": self._engine.admissible_commands,
         }
-        self._expert_action = ""
         if expert:
             info["expert_actions"] = self._engine.walkthrough
-        if self._expert is not None:
-            self._expert_action = info["expert_action"] = self._expert.act(self._engine.state, "")
-        if self._careless is not None:
-            self._careless_action = info["careless_action"] = self._careless.act(self._engine.state, "")
+        self._suggest("")
+        info.update(self._suggestions)
         return observation, info
 
     def _apply_action(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
@@ -128,11 +126,12 @@ class ALFWorldEnv(TextEnv):
         reward = self.success_reward if won else 0.0  # a rejected command: TextEnv.step gives the penalty
         info = {"valid_action": accepted, "won": won, "game": str(self._engine.game_path),
                 "admissible_actions": self._engine.admissible_commands}
-        if self._expert is not None:
-            self._expert_action = self._expert.act(self._engine.state, action)
-        if self._careless is not None:
-            self._careless_action = self._careless.act(self._engine.state, action)
+        self._suggest(action)
         return observation, reward, won, info
+
+    def _suggest(self, last_command: str) -> None:
+        self._suggestions = {key: demonstrator.act(self._engine.state, last_command)
+                             for key, demonstrator in self._demonstrators.items()}
 
     def _admissible_actions(self) -> list[str]:
         return self._engine.admissible_commands
@@ -142,10 +141,7 @@ class ALFWorldEnv(TextEnv):
         observation_before = self._last_observation
         observation, reward, terminated, truncated, info = super().step(action)
         self.history.append((observation_before, info["action"]))
-        if self._expert is not None:  # after an unparseable output the game did not move: same suggestion
-            info["expert_action"] = self._expert_action
-        if self._careless is not None:
-            info["careless_action"] = self._careless_action
+        info.update(self._suggestions)  # after an unparseable output the game did not move: same suggestions
         return observation, reward, terminated, truncated, info
 
     # -- agent protocol -------------------------------------------------------------------
