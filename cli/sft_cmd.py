@@ -56,13 +56,14 @@ def sft_command(
 
     from stepopsd.policy import load_policy
     from stepopsd.sft import save_policy
-    from stepopsd.warm_start import sft_phases, sft_warm_start
+    from stepopsd.warm_start import ExpertEpisodes, sft_phases, sft_warm_start
 
     try:
         policy = load_policy(model, dtype=config.model.dtype)
     except (OSError, ValueError) as error:
         fail(f"could not load a model from {model}: {error}")
     phases = sft_phases(config)
+    experts = ExpertEpisodes()
     for number, phase in enumerate(phases, start=1):
         named = f"phase {number}: " if len(phases) > 1 else ""
         with Progress() as progress:
@@ -70,7 +71,8 @@ def sft_command(
             try:
                 report = sft_warm_start(policy, phase, on_step=lambda step, loss: progress.update(
                     bar, advance=1, description=f"{named}sft loss {loss:.3f}"), on_check=lambda steps, success: progress.console.print(
-                    f"step {steps}: greedy success {success:.1%} (stops at {phase.sft.stop_at_success:.0%})"))
+                    f"step {steps}: greedy success {success:.1%} (stops at {phase.sft.stop_at_success:.0%})"),
+                    experts=experts)
             except ValueError as error:  # no expert, or no episode won
                 fail(str(error))
         typer.echo(f"{named}{report.won}/{report.episodes} expert episodes won; trained on those"

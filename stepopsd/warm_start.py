@@ -4,18 +4,20 @@ expert when ``sft.steps > 0`` (then ``sft.then``'s phase). The trainer and ``ste
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from stepopsd.config import SFTConfig, TrainConfig
 from stepopsd.hindsight_rows import hindsight_sft_trajectories
 from stepopsd.policy import Policy, encode, load_policy
-from stepopsd.rollout import make_envs, rollout_in_chunks
+from stepopsd.rollout import RolloutConfig, Task, make_envs, rollout_in_chunks
 from stepopsd.run_dir import RunDir, check_model_source
 from stepopsd.sft import expert_trajectories, save_policy, sft
 from stepopsd.tasks import ENVS_AT_ONCE, game_tasks, seed_for
 from stepopsd.tiny import build_tiny_model
+from stepopsd.trajectory import Trajectory
 
 
 @dataclass(frozen=True)
@@ -30,9 +32,29 @@ class WarmStart:
     checks: list[tuple[int, float]] = dataclasses.field(default_factory=list)  # (steps done, greedy success) per check
 
 
+class ExpertEpisodes:
+    """The expert's episodes by task, each played once over a warm start's phases: the phases
+    share the tokenizer, the rollout's prompts and the env, so a task's episode is the same in
+    each (``sft.then`` changes SFT fields only)."""
+
+    def __init__(self) -> None:
+        self._by_task: dict[tuple[int | None, str], Trajectory] = {}
+
+    def play(self, policy: Policy, envs: Sequence, tasks: Sequence[Task], rollout: RolloutConfig) -> list[Trajectory]:
+        def key(task: Task) -> tuple[int | None, str]:
+            return task.seed, json.dumps(task.options, sort_keys=True)
+
+        missing = [task for task in tasks if key(task) not in self._by_task]
+        if missing:
+            for task, trajectory in zip(missing, expert_trajectories(policy, envs, missing, rollout)):
+                self._by_task[key(task)] = trajectory
+        return [self._by_task[key(task)] for task in tasks]
+
+
 def sft_warm_start(policy: Policy, config: TrainConfig,
                    on_step: Callable[[int, float], None] | None = None,
-                   on_check: Callable[[int, float], None] | None = None) -> WarmStart:
+                   on_check: Callable[[int, float], None] | None = None,
+                   experts: ExpertEpisodes | None = None) -> WarmStart:
     """Fine-tune ``policy`` in place on ``run.sft_expert_episodes`` episodes of the training
     env's expert (the won ones), played with the rollout's prompts (``config.rollout``), for
     ``config.sft``.
@@ -47,6 +69,7 @@ def sft_warm_start(policy: Policy, config: TrainConfig,
     plays ``sft.check_episodes`` greedy episodes every ``sft.check_every`` steps and stops at the
     first check that reaches that success: competence comes as a cliff in the steps, so a fixed
     step count cannot stop a small model at partial competence on every machine and tokenizer.
+    ``experts`` keeps the expert's episodes for the next phase (:class:`ExpertEpisodes`).
     Raises ValueError when the env has no expert or no expert episode was won.
     """
     episodes = config.run.sft_expert_episodes
@@ -60,7 +83,7 @@ def sft_warm_start(policy: Policy, config: TrainConfig,
             careless_tasks = [dataclasses.replace(task, options={**task.options, "careless": True})
                               for task in careless_tasks]
         one_by_one = dataclasses.replace(config.rollout, group_size=1)
-        played = expert_trajectories(policy, envs, tasks[careless:], one_by_one)
+        played = (experts or ExpertEpisodes()).play(policy, envs, tasks[careless:], one_by_one)
         careless_played = expert_trajectories(policy, envs, careless_tasks, one_by_one,
                                               careless_verb=config.sft.careless_verb,
                                               careless_choice=config.sft.careless_choice) if careless else []
@@ -116,8 +139,10 @@ def prepare_start_model(config: TrainConfig, run: RunDir, accelerator, *, fresh_
             print(f"built tiny model in {base}")
         if phases and not (start / "config.json").is_file():
             policy = load_policy(base, dtype=config.model.dtype)
+            experts = ExpertEpisodes()
             for number, phase in enumerate(phases, start=1):
-                _report(sft_warm_start(policy, phase, on_step=_print_loss(phase.sft), on_check=_print_check(phase.sft)),
+                _report(sft_warm_start(policy, phase, on_step=_print_loss(phase.sft), on_check=_print_check(phase.sft),
+                                       experts=experts),
                         f" phase {number}" if len(phases) > 1 else "")
             save_policy(policy, start)
     accelerator.wait_for_everyone()

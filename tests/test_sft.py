@@ -265,3 +265,18 @@ def test_a_two_phase_warm_start_is_the_two_phases_run_in_turn(tiny_model_dir, tm
     save_policy(policy, tmp_path / "by_hand")
     saved, by_hand = load_file(str(start / "model.safetensors")), load_file(str(tmp_path / "by_hand" / "model.safetensors"))
     assert all(torch.equal(saved[name], by_hand[name]) for name in saved)
+
+
+def test_expert_episodes_play_each_task_once_across_phases(tiny_policy):
+    """A task an earlier phase played comes back as the same trajectory without an env (none is
+    given), and a new task is played like expert_trajectories plays it."""
+    from stepopsd.warm_start import ExpertEpisodes
+
+    envs, config = make_envs(FETCH, 2), RolloutConfig()
+    tasks = [Task(seed=s, options={"expert": True}) for s in range(4)]
+    experts = ExpertEpisodes()
+    first = experts.play(tiny_policy, envs, tasks[:3], config)
+    assert [t.token_ids for t in experts.play(tiny_policy, [], tasks[1:3], config)] == [t.token_ids for t in first[1:]]
+    [new] = experts.play(tiny_policy, envs, tasks[3:], config)
+    [fresh] = expert_trajectories(tiny_policy, envs, tasks[3:], config)
+    assert new.token_ids == fresh.token_ids and new.steps == fresh.steps
