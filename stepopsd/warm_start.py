@@ -120,7 +120,11 @@ def sft_warm_start(policy: Policy, config: TrainConfig,
 
 
 def sft_phases(config: TrainConfig) -> list[TrainConfig]:
-    """``config`` once per SFT phase that trains (``sft.phases()`` with steps > 0), its ``sft`` that phase's."""
+    """``config`` once per SFT phase that trains (``sft.phases()`` with steps > 0), its ``sft`` that phase's;
+    none when ``sft.steps`` is 0: that turns the warm start off, ``sft.then`` included (a run from an
+    SFT'd ``model.path`` must not get the second phase again)."""
+    if config.sft.steps == 0:
+        return []
     return [dataclasses.replace(config, sft=phase) for phase in config.sft.phases() if phase.steps > 0]
 
 

@@ -280,3 +280,13 @@ def test_expert_episodes_play_each_task_once_across_phases(tiny_policy):
     [new] = experts.play(tiny_policy, envs, tasks[3:], config)
     [fresh] = expert_trajectories(tiny_policy, envs, tasks[3:], config)
     assert new.token_ids == fresh.token_ids and new.steps == fresh.steps
+
+
+def test_sft_steps_0_turns_off_every_phase():
+    """A run from an SFT'd model sets sft.steps = 0 (the benchmarks do): sft.then must not run on it."""
+    from stepopsd.config import load_train_config
+    from stepopsd.warm_start import sft_phases
+
+    config = load_train_config("quickstart-alfworld", {"sft.steps": 0})
+    assert config.sft.then and sft_phases(config) == []
+    assert [phase.sft.steps for phase in sft_phases(load_train_config("quickstart-alfworld", {}))] == [2400, 300]
