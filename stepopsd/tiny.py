@@ -15,7 +15,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 # Qwen2/Qwen3's pre-tokenizer split (transformers' models/qwen2/tokenization_qwen2.py).
@@ -25,6 +25,8 @@ QWEN_PRETOKENIZE_REGEX = (
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 TAG_TOKENS = ("<think>", "</think>", "<action>", "</action>")
 SEARCH_TAG_TOKENS = ("<search>", "</search>", "<answer>", "</answer>", "<information>", "</information>")
+# The SearchQA env's world= keys, as generate_world's parameters.
+SEARCHQA_WORLD_KEYS = {"seed": "seed", "entities": "num_entities", "questions": "num_questions", "fillers": "fillers"}
 
 # Qwen-style ChatML; assistant turns wrapped in {% generation %} so return_assistant_tokens_mask works.
 # Prefix-stable: an earlier turn renders the same whatever follows it.
@@ -55,6 +57,7 @@ class TinyModelSpec:
     max_position_embeddings: int = 8192
     seed: int = 0
     searchqa_text: bool = False  # also train the tokenizer on a generated Search-QA world's transcripts
+    searchqa_world: dict = field(default_factory=dict)  # and on this world's passages (the env's world= keys), so its names are whole tokens
     alfworld_text: bool = False  # also on ALFWorld prompts of generated scenes (every object and receptacle name)
 
     def __post_init__(self) -> None:
@@ -67,6 +70,8 @@ class TinyModelSpec:
                                     f"divide num_attention_heads ({self.num_attention_heads})"),
             "head_dim": (lambda dim: dim >= 2 and dim % 2 == 0, "be even and at least 2 (rotary embeddings)"),
             "max_position_embeddings": at_least(1),
+            "searchqa_world": (lambda world: set(world) <= set(SEARCHQA_WORLD_KEYS),
+                               f"take only the keys {', '.join(SEARCHQA_WORLD_KEYS)}"),
         })
 
 
@@ -129,6 +134,17 @@ def searchqa_world_corpus(seed: int = 0, num_entities: int = 300) -> Iterator[st
         answer = f"<answer> {question.answer} </answer>"
         turns.append(protocol.format(answer, thought=EXPERT_THOUGHT.format(action=answer)))
         yield "".join(turns)
+
+
+def searchqa_world_passages(world: dict) -> Iterator[str]:
+    """The passages of the generated world ``world`` (the SearchQA env's ``world=`` keys): the default
+    world's transcripts alone leave another world's names 3-8 tokens long, too long for a tiny model
+    to copy into its answer."""
+    from stepopsd_envs.searchqa.world import generate_world
+
+    generated = generate_world(**{SEARCHQA_WORLD_KEYS[key]: int(value) for key, value in world.items()})
+    for passage in generated.passages:
+        yield passage.contents
 
 
 def _protocol_feedback_text() -> str:
@@ -263,7 +279,7 @@ def build_tiny_model(out_dir: str | Path, spec: TinyModelSpec = TinyModelSpec(),
 
     The tokenizer's text is what the package itself ships or generates (the built-in envs, the
     hindsight block, ALFWorld's grammar when alfworld is installed, a generated Search-QA world
-    with ``spec.searchqa_text``), so the same spec gives the
+    with ``spec.searchqa_text`` and ``spec.searchqa_world``), so the same spec gives the
     same model on every machine; ALFWorld game files are read only when ``alfworld_data`` is given.
     """
     import torch
@@ -272,8 +288,9 @@ def build_tiny_model(out_dir: str | Path, spec: TinyModelSpec = TinyModelSpec(),
     out_dir = Path(out_dir)
     texts = [*builtin_env_corpus(), *alfworld_corpus(alfworld_data),
              *(searchqa_world_corpus() if spec.searchqa_text else ()),
+             *(searchqa_world_passages(spec.searchqa_world) if spec.searchqa_world else ()),
              *(alfworld_scene_corpus() if spec.alfworld_text else ())]
-    tags = TAG_TOKENS + SEARCH_TAG_TOKENS if spec.searchqa_text else TAG_TOKENS
+    tags = TAG_TOKENS + SEARCH_TAG_TOKENS if spec.searchqa_text or spec.searchqa_world else TAG_TOKENS
     hf_tokenizer = wrap_tokenizer(train_tokenizer(iter(texts), spec.vocab_size, tags))
     eos_id, pad_id = hf_tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
     config = Qwen3Config(
@@ -298,7 +315,8 @@ def build_tiny_model(out_dir: str | Path, spec: TinyModelSpec = TinyModelSpec(),
     model.save_pretrained(out_dir)
     hf_tokenizer.save_pretrained(out_dir)
     sources = {"fetch_texts": True, "alfworld_data": str(alfworld_data) if alfworld_data else None,
-               "searchqa_world": spec.searchqa_text, "alfworld_scenes": spec.alfworld_text}
+               "searchqa_world": spec.searchqa_text, "searchqa_world_passages": spec.searchqa_world,
+               "alfworld_scenes": spec.alfworld_text}
     (out_dir / "tiny_build.json").write_text(json.dumps({"spec": asdict(spec), "sources": sources}, indent=2))
     return out_dir
 

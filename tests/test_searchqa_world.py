@@ -177,6 +177,24 @@ def test_labels_and_the_expert_follow_the_hops(world, files, bm25_dir):
     assert "expert_action" not in info
 
 
+def test_the_careless_searcher_answers_a_bridge_question_with_its_bridge(world, files, bm25_dir):
+    env = make_env(bm25_dir, files)
+    number, question = next((n, q) for n, q in enumerate(world.test) if is_multi_hop(q))
+    first = f"<search> {question.expert_queries[0]} </search>"
+    _, info = env.reset(options={"game_index": number})
+    assert "careless_action" not in info
+    _, info = env.reset(options={"game_index": number, "careless": True})
+    assert info["careless_action"] == info["expert_action"] == first  # it does search the first hop
+    _, _, _, _, info = env.step(first)
+    assert info["careless_action"] == f"<answer> {question.bridge} </answer>"
+    _, reward, terminated, _, info = env.step(info["careless_action"])
+    assert terminated and reward == 0.0 and info["mistake"]
+    number, question = next((n, q) for n, q in enumerate(world.test) if not is_multi_hop(q))
+    _, info = env.reset(options={"game_index": number, "careless": True})
+    _, _, _, _, info = env.step(info["careless_action"])
+    assert info["careless_action"] == info["expert_action"] == f"<answer> {question.answer} </answer>"
+
+
 def test_a_search_once_every_hop_is_found_is_a_mistake(world, files, bm25_dir):
     env = make_env(bm25_dir, files)
     number, question = next((n, q) for n, q in enumerate(world.test) if not is_multi_hop(q))

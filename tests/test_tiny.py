@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -6,6 +7,7 @@ from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from model_fixtures import tiny_model_dir  # noqa: F401  (pytest fixture)
+from stepopsd.configtree import ConfigError
 from stepopsd.tiny import CHAT_TEMPLATE, TinyModelSpec, build_tiny_model, train_tokenizer
 
 SAMPLE = ("<|im_start|>user\nYou arrive at cabinet 1. On the cabinet 1, you see a mug 2.<|im_end|>\n"
@@ -79,6 +81,24 @@ def test_searchqa_text_adds_the_world_and_whole_search_tags(tmp_path):
     assert tokenizer.tokenize("<search> x </search><answer>")[:1] == ["<search>"]
     assert {"</search>", "<answer>"} <= set(tokenizer.tokenize("<search> x </search><answer>"))
     assert json.loads((folder / "tiny_build.json").read_text())["sources"]["searchqa_world"] is True
+
+
+def test_searchqa_world_makes_that_worlds_names_whole_tokens(tmp_path):
+    from stepopsd_envs.searchqa.world import generate_world
+
+    world = {"seed": 5, "entities": 60, "questions": 40, "fillers": 0}
+    names = [passage.title for passage in generate_world(5, 60, 40, fillers=0).passages]
+    spec = TinyModelSpec(num_hidden_layers=1, vocab_size=4096, searchqa_text=True)
+    plain = AutoTokenizer.from_pretrained(build_tiny_model(tmp_path / "plain", spec))
+    folder = build_tiny_model(tmp_path / "w", dataclasses.replace(spec, searchqa_world=world))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    words = [word for name in names for word in name.split()]
+    whole = lambda tok: sum(len(tok.tokenize(" " + word)) == 1 for word in words) / len(words)
+    print(f"name words that are one token: {whole(plain):.2f} -> {whole(tokenizer):.2f}")
+    assert whole(plain) < 0.5 and whole(tokenizer) > 0.8  # words seen only first in a passage stay split
+    assert json.loads((folder / "tiny_build.json").read_text())["spec"]["searchqa_world"] == world
+    with pytest.raises(ConfigError, match="model.tiny.searchqa_world must take only the keys"):
+        TinyModelSpec(searchqa_world={"size": 3})
 
 
 def test_alfworld_text_makes_every_alfworld_name_one_token(tmp_path):

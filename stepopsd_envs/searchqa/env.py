@@ -29,6 +29,10 @@ still needed are those after the last one found.
 ``mistake``         (step) a search that retrieves none of the passages still needed (so also
                     any search once every hop is found), or a wrong answer; invalid outputs and
                     failed retrievals are never mistakes
+``careless_action`` (reset with ``options={"careless": True}``) a careless searcher's next action:
+                    once the first hop is found with hops still needed, it answers with the next
+                    query's entity (a bridge question's bridge) instead of searching it; elsewhere
+                    the expert's action
 ==================  ==========================================================
 
 Window-mode prompt (:meth:`SearchQAEnv.window_prompt`): Search-R1's single user message, its
@@ -93,6 +97,7 @@ class SearchQAEnv(TextEnv):
         self._turn = 0
         self._retrieval_failed = False
         self._hops_found = 0  # hops of the expert plan whose passages have been retrieved, in order
+        self._careless = False  # info["careless_action"] asked for on reset
 
     @property
     def games(self) -> list[QAExample]:
@@ -106,6 +111,7 @@ class SearchQAEnv(TextEnv):
         self._turn = 0
         self._retrieval_failed = False
         self._hops_found = 0
+        self._careless = bool(options.get("careless"))
         plan_queries = self.example.expert_queries or (self.example.question,)
         info = {
             "task": self.example.question,
@@ -116,7 +122,7 @@ class SearchQAEnv(TextEnv):
                               + [f"<answer> {self.example.answers[0]} </answer>"],
         }
         if self.example.expert_queries:
-            info["expert_action"] = self._expert_action()
+            info.update(self._demonstrator_actions())
         return _question_observation(self.example), info
 
     def _pick_example(self, options: dict[str, Any]) -> QAExample:
@@ -161,7 +167,7 @@ class SearchQAEnv(TextEnv):
         if self.example.expert_queries:
             info.update(self._step_labels(info))
             if not terminated:
-                info["expert_action"] = self._expert_action()
+                info.update(self._demonstrator_actions())
         return observation, reward, terminated, truncated, info
 
     def _step_labels(self, info: dict[str, Any]) -> dict[str, bool]:
@@ -178,10 +184,15 @@ class SearchQAEnv(TextEnv):
             self._hops_found = found[-1] + 1
         return {"decisive": decisive, "mistake": not found}
 
-    def _expert_action(self) -> str:
-        if self._hops_found < len(self.example.expert_queries):
-            return f"<search> {self.example.expert_queries[self._hops_found]} </search>"
-        return f"<answer> {self.example.answers[0]} </answer>"
+    def _demonstrator_actions(self) -> dict[str, str]:
+        """``expert_action`` and, when asked for on reset, ``careless_action``."""
+        queries, found = self.example.expert_queries, self._hops_found
+        if found == len(queries):
+            expert = careless = f"<answer> {self.example.answers[0]} </answer>"
+        else:
+            expert = f"<search> {queries[found]} </search>"
+            careless = f"<answer> {queries[found]} </answer>" if found else expert
+        return {"expert_action": expert, "careless_action": careless} if self._careless else {"expert_action": expert}
 
     def window_prompt(self, history_steps: int) -> str:
         """Search-R1's user message (instructions + question) with the last ``history_steps`` turns."""
