@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -30,6 +31,11 @@ def init_tiny(
     searchqa_text: Annotated[bool, typer.Option(
         help="Also train the tokenizer on a generated Search-QA world's transcripts (its invented names' "
              "syllables), as quickstart-searchqa does.")] = False,
+    searchqa_world: Annotated[str | None, typer.Option(
+        help='And on the passages of this generated world, as JSON of the SearchQA env\'s world= keys '
+             '(e.g. \'{"seed": 0, "entities": 200}\'): its names become whole tokens.')] = None,
+    vocab_size: Annotated[int, typer.Option(min=1, help="Tokenizer vocabulary size (at most; 4096 leaves "
+                                                        "room for a world's names).")] = 2048,
     alfworld_text: Annotated[bool, typer.Option(
         help="Also train the tokenizer on ALFWorld prompts of generated scenes (every object and receptacle "
              "name one token), as quickstart-alfworld does; needs alfworld installed.")] = False,
@@ -46,9 +52,13 @@ def init_tiny(
     heads = hidden_size // 32
     kv_heads = heads // 2 if heads % 2 == 0 else 1  # grouped-query attention: the kv heads divide the heads
     try:
-        spec = TinyModelSpec(hidden_size=hidden_size, intermediate_size=3 * hidden_size, num_hidden_layers=layers,
-                             num_attention_heads=heads, num_key_value_heads=kv_heads, seed=seed,
-                             searchqa_text=searchqa_text, alfworld_text=alfworld_text)
+        world = json.loads(searchqa_world) if searchqa_world is not None else {}
+    except json.JSONDecodeError as error:
+        fail(f"--searchqa-world is not valid JSON ({error})")
+    try:
+        spec = TinyModelSpec(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=3 * hidden_size,
+                             num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                             seed=seed, searchqa_text=searchqa_text, searchqa_world=world, alfworld_text=alfworld_text)
     except ValueError as error:
         fail(str(error))
     build_tiny_model(out, spec, alfworld_data)

@@ -130,6 +130,10 @@ def test_tiny_model_sizes_are_checked(tmp_path):
     for hidden_size in ("0", "-32", "48"):
         refused(["model", "init-tiny", "--out", tmp_path / "tiny", "--hidden-size", hidden_size],
                 "--hidden-size must be a positive multiple of 32", f"got {hidden_size}")
+    refused(["model", "init-tiny", "--out", tmp_path / "tiny", "--searchqa-world", "{seed: 0}"],
+            "--searchqa-world is not valid JSON")
+    refused(["model", "init-tiny", "--out", tmp_path / "tiny", "--searchqa-world", '{"size": 3}'],
+            "model.tiny.searchqa_world must take only the keys seed, entities, questions, fillers")
     assert not (tmp_path / "tiny").exists()
 
 
