@@ -1,5 +1,6 @@
 """A seconds-long ``train`` of quickstart-searchqa: the generated world and its real BM25 index built
-into the cache, the tiny model's Search-QA tokenizer, SFT on the scripted expert, one StepOPSD
+into the cache, the tiny model's Search-QA tokenizer (with the world's names), SFT on the scripted expert then on the
+careless searcher's habit, one StepOPSD
 iteration and the exact-match table with single-hop and multi-hop columns."""
 
 import pytest
@@ -21,6 +22,7 @@ def test_quickstart_searchqa_trains_end_to_end_on_a_tiny_world(tmp_path, monkeyp
         "env.train_kwargs": {"world": WORLD, "top_k": 2, "max_turns": 3, "threads": 1},
         "env.eval_kwargs": {"world": WORLD, "split": "test", "top_k": 2, "max_turns": 3, "threads": 1},
         "env.eval_episodes": 8, "sft.steps": 2, "sft.batch_rows": 4, "run.sft_expert_episodes": 6,
+        "sft.then": {"steps": 2, "careless_rate": 0.5, "careless_choice": "env"}, "model.tiny.searchqa_world": WORLD,
         "run.iterations": 1, "run.tasks_per_iteration": 2, "rollout.group_size": 2, "run.eval_every": 0,
         "run.checkpoint_every": 0, "run.save_trajectories_every": 1, "rollout.sampling.max_new_tokens": 12})
     summary = train(config, tmp_path / "run")
