@@ -3,6 +3,7 @@
     python benchmarks/bench_learning.py --env errand --seeds 0 1 2 3 4 --jobs 2 --threads 1
     python benchmarks/bench_learning.py --env fetch --seeds 0 1 2 3 4 --iterations 16 --jobs 2
     python benchmarks/bench_learning.py --env alfworld --arms grpo stepopsd oracle --seeds 0 1 2 --jobs 2
+    python benchmarks/bench_learning.py --env searchqa --seeds 0 1 2 3 4 --jobs 2 --threads 1
     python benchmarks/bench_learning.py --env errand --arms grpo stepopsd-share --seeds 0 1 --iterations 2 \\
         --jobs 1 --threads 1 --set sft.steps=20 env.eval_episodes=8 --no-docs --out /tmp/bench_smoke   # smoke
 
@@ -88,6 +89,8 @@ ENVS = {
         "env.train_kwargs": HEAT_COOL, "env.eval_kwargs": HEAT_COOL,  # merged into the config's kwargs
         "algorithm.oracle_label": "expert_action",  # ALFWorld has no exact mistake labels
     }),
+    "searchqa": EnvSetup("generated Search-QA (single-hop and bridge questions)", "quickstart-searchqa",
+                         "the env's labels: a search that finds no needed passage, or a wrong answer", {}),
 }
 BENCH_OVERRIDES = {"run.progress": False, "run.eval_every": 0, "run.save_trajectories_every": 0,
                    "run.checkpoint_every": 5}
