@@ -25,8 +25,6 @@ QWEN_PRETOKENIZE_REGEX = (
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 TAG_TOKENS = ("<think>", "</think>", "<action>", "</action>")
 SEARCH_TAG_TOKENS = ("<search>", "</search>", "<answer>", "</answer>", "<information>", "</information>")
-# The SearchQA env's world= keys, as generate_world's parameters.
-SEARCHQA_WORLD_KEYS = {"seed": "seed", "entities": "num_entities", "questions": "num_questions", "fillers": "fillers"}
 
 # Qwen-style ChatML; assistant turns wrapped in {% generation %} so return_assistant_tokens_mask works.
 # Prefix-stable: an earlier turn renders the same whatever follows it.
@@ -70,9 +68,12 @@ class TinyModelSpec:
                                     f"divide num_attention_heads ({self.num_attention_heads})"),
             "head_dim": (lambda dim: dim >= 2 and dim % 2 == 0, "be even and at least 2 (rotary embeddings)"),
             "max_position_embeddings": at_least(1),
-            "searchqa_world": (lambda world: set(world) <= set(SEARCHQA_WORLD_KEYS),
-                               f"take only the keys {', '.join(SEARCHQA_WORLD_KEYS)}"),
         })
+        if self.searchqa_world:  # the envs package is imported only by a spec that needs it
+            from stepopsd_envs.searchqa.world import WORLD_OPTIONS
+
+            check_fields("model.tiny", self, {"searchqa_world": (lambda world: set(world) <= set(WORLD_OPTIONS),
+                                                                f"take only the keys {', '.join(WORLD_OPTIONS)}")})
 
 
 # --------------------------------------------------------------------------- training text
@@ -140,9 +141,9 @@ def searchqa_world_passages(world: dict) -> Iterator[str]:
     """The passages of the generated world ``world`` (the SearchQA env's ``world=`` keys): the default
     world's transcripts alone leave another world's names 3-8 tokens long, too long for a tiny model
     to copy into its answer."""
-    from stepopsd_envs.searchqa.world import generate_world
+    from stepopsd_envs.searchqa.world import WORLD_OPTIONS, generate_world
 
-    generated = generate_world(**{SEARCHQA_WORLD_KEYS[key]: int(value) for key, value in world.items()})
+    generated = generate_world(**{WORLD_OPTIONS[key]: int(value) for key, value in world.items()})
     for passage in generated.passages:
         yield passage.contents
 

@@ -53,10 +53,10 @@ from stepopsd_envs.searchqa.metrics import exact_match, token_f1
 from stepopsd_envs.searchqa.protocol import SearchR1Protocol, parse_command
 from stepopsd_envs.searchqa.retrievers import (RETRIEVER_KINDS, Retriever, RetrieverUnavailable, format_information,
                                                load_retriever)
+from stepopsd_envs.searchqa.world import WORLD_OPTIONS
 from stepopsd_envs.text_env import TextEnv
 
 
-WORLD_OPTIONS = ("seed", "entities", "questions", "fillers")  # world_folder's arguments, as world= keys
 
 
 class SearchQAEnv(TextEnv):

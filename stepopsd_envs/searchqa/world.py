@@ -159,6 +159,11 @@ class World:
     test: tuple[WorldQuestion, ...]
 
 
+# The world= keys (of the SearchQA env and model.tiny.searchqa_world; world_folder's arguments), as
+# generate_world's parameters.
+WORLD_OPTIONS = {"seed": "seed", "entities": "num_entities", "questions": "num_questions", "fillers": "fillers"}
+
+
 def generate_world(seed: int = 0, num_entities: int = 1000, num_questions: int = 2000,
                    test_fraction: float = 0.2, fillers: int = FILLERS_PER_PASSAGE) -> World:
     """The world of ``seed``: ``num_entities`` entities (plus namesakes) and ``num_questions`` questions.
