@@ -1,6 +1,7 @@
 """The two-knob grid: StepOPSD's Eq. 3 clip (alpha_clip) x Eq. 4 mixing weight (lambda_0), paired seeds.
 
     python benchmarks/bench_grid.py --env errand --seeds 0 1 2 --jobs 2 --threads 1
+    python benchmarks/bench_grid.py --env errand --start-model START --reuse runs/bench_errand   # after bench_learning.py
     python benchmarks/bench_grid.py --env fetch --seeds 0 1 2 --iterations 16 --jobs 2 --start-model START
     python benchmarks/bench_grid.py --env errand --seeds 0 --alphas 0.2 --lambdas 0.2 --iterations 2 --jobs 1 \\
         --set sft.steps=20 env.eval_episodes=8 --no-docs --out /tmp/grid_smoke   # smoke
@@ -17,7 +18,9 @@ Per cell: the mean final greedy success over seeds, its spread (max - min over s
 paired difference from GRPO with its bootstrap 95% CI. Writes OUT/grid.json, a heat map of the mean
 and of the spread (docs/figures/grid-<env>.png) and the section between the markers
 <!-- grid-<env> --> of docs/benchmarks.md (--no-docs: plot into OUT, docs left alone). Runs go to
-OUT/<env>/<cell>/seed-<s>/ and resume as bench_learning.py's do.
+OUT/<env>/<cell>/seed-<s>/ and resume as bench_learning.py's do; with --reuse, a run bench_learning.py
+already made with the same config (GRPO, and StepOPSD at the config's own alpha_clip and lambda_0) is
+linked there instead of trained again.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pathlib import Path
 
 import bench_learning as learning
 from docs_section import write_docs_section
-from run_pool import PlannedRun, run_all
+from run_pool import PlannedRun, reuse_finished, run_all
 from stepopsd.stats import paired_difference
 
 NO_DECAY = "no decay"
@@ -137,6 +140,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("runs/bench_grid"))
+    parser.add_argument("--reuse", type=Path, default=None, metavar="BENCH_OUT",
+                        help="bench_learning.py's --out: its finished runs whose config equals a grid run's "
+                             "(GRPO; StepOPSD at the config's alpha_clip and lambda_0) are linked, not re-run")
     parser.add_argument("--no-docs", action="store_true")
     return parser.parse_args(argv)
 
@@ -148,6 +154,9 @@ def main() -> None:
     runs = plan_grid(args.env, assignments, args.alphas, args.lambdas, args.budget, args.seeds, start, args.out)
     print(f"start model {start}; {len(runs)} runs ({len(runs) // len(args.seeds)} cells x {len(args.seeds)} seeds)",
           flush=True)
+    if args.reuse is not None:
+        for run in reuse_finished(runs, args.reuse):
+            print(f"{run.arm:>15} seed {run.seed}: the same run as {run.folder.resolve()}, linked", flush=True)
     clock = time.perf_counter()
     records = run_all(runs, args.jobs, args.threads)
     table = grid_table(records, args.alphas, args.lambdas)

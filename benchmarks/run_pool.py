@@ -32,6 +32,28 @@ def is_done(run: PlannedRun) -> bool:
     return (run.folder / "summary.json").is_file()
 
 
+def reuse_finished(runs: list[PlannedRun], source: Path) -> list[PlannedRun]:
+    """Link each run not done yet to a finished run under ``source`` (another benchmark's OUT, runs in
+    ``source/ENV/ARM/seed-S``) whose saved config equals its own, so it is not trained twice; returns the
+    runs linked. Equal configs mean the same start, seed, draws and settings, so the same run."""
+    from stepopsd.config import load_train_config
+
+    finished = [summary.parent for summary in sorted(source.glob("*/*/seed-*/summary.json"))]
+    saved = {folder: load_train_config(str(folder / "config.toml"), {}) for folder in finished}
+    linked = []
+    for run in runs:
+        if is_done(run) or (run.folder.exists() and any(run.folder.iterdir())):  # done, or started here
+            continue
+        same = next((folder for folder, config in saved.items() if config == run.config), None)
+        if same is not None:
+            run.folder.parent.mkdir(parents=True, exist_ok=True)
+            if run.folder.exists():
+                run.folder.rmdir()
+            run.folder.symlink_to(same.resolve(), target_is_directory=True)
+            linked.append(run)
+    return linked
+
+
 def run_one(run: PlannedRun) -> dict:
     """Train one (arm, seed) in this process (resuming a killed run) and return its record.
 

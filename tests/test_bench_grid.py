@@ -53,3 +53,28 @@ def test_grid_table_spread_and_paired_difference(grid, tmp_path):
     assert "| 0.2 | 0.2 | yes | 70.0 | 30.0 | +10.0 [" in section
     assert "| 0.2 | 0.2 | none | 50.0 | 20.0 | -10.0 [-10.0, -10.0] |" in section
     assert "final 60.0% (per seed 50.0, 60.0, 70.0)" in section
+
+
+def test_reuse_links_only_finished_runs_whose_saved_config_is_the_same(grid, tmp_path):
+    from run_pool import is_done, reuse_finished
+
+    from stepopsd.config import save_train_config
+
+    runs = grid.plan_grid("errand", {"run.iterations": 3}, [0.2], [0.2], "equal_step_mean_abs", [0, 1],
+                          tmp_path / "start", tmp_path / "grid")
+    by_key = {(run.arm, run.seed): run for run in runs}
+    bench = tmp_path / "bench" / "errand"
+    for arm, seed, config in (("grpo", 0, by_key[("grpo", 0)].config),  # the same run: linked
+                              ("stepopsd", 0, by_key[("a0.2-l0.2", 0)].config),  # the same run: linked
+                              ("grpo", 1, by_key[("grpo", 0)].config),  # another seed's config: not linked
+                              ("oracle", 1, by_key[("a0.2-l0.2-const", 1)].config)):  # unfinished: not linked
+        folder = bench / arm / f"seed-{seed}"
+        folder.mkdir(parents=True)
+        save_train_config(config, folder / "config.toml")
+        if arm != "oracle":
+            (folder / "summary.json").write_text("{}")
+    linked = reuse_finished(runs, tmp_path / "bench")
+    assert [(run.arm, run.seed) for run in linked] == [("grpo", 0), ("a0.2-l0.2", 0)]
+    assert by_key[("grpo", 0)].folder.resolve() == (bench / "grpo" / "seed-0").resolve()
+    assert [(run.arm, run.seed) for run in runs if is_done(run)] == [("grpo", 0), ("a0.2-l0.2", 0)]
+    assert reuse_finished(runs, tmp_path / "bench") == []  # a second call finds them done
