@@ -92,8 +92,10 @@ ENVS = {
     "searchqa": EnvSetup("generated Search-QA (single-hop and bridge questions)", "quickstart-searchqa",
                          "the env's labels: a search that finds no needed passage, or a wrong answer", {}),
 }
-BENCH_OVERRIDES = {"run.progress": False, "run.eval_every": 0, "run.save_trajectories_every": 0,
-                   "run.checkpoint_every": 5}
+# every run starts from one model and plays the same evaluation episodes: its before-RL evaluation is done
+# once for the benchmark (evaluate_start), not once per run
+BENCH_OVERRIDES = {"run.progress": False, "run.eval_every": 0, "run.eval_before": False,
+                   "run.save_trajectories_every": 0, "run.checkpoint_every": 5}
 METRICS = ("final", "auc", "iters")  # per run: final greedy success, AUC, iterations to threshold
 SMOOTH = 3  # iterations in the trailing mean of the sample-efficiency criterion
 
@@ -123,6 +125,26 @@ def build_start_model(base: TrainConfig, folder: Path) -> tuple[Path, float]:
     return start, json.loads(record.read_text())["wall_s"]
 
 
+def evaluate_start(base: TrainConfig, start: Path, folder: Path) -> tuple[dict[str, float], float]:
+    """The start model's greedy success table (%) on the runs' evaluation episodes and the seconds it took,
+    kept in ``folder/start_eval.json`` with the settings it depends on (evaluated again when they change)."""
+    from stepopsd.evaluate import evaluate_policy
+    from stepopsd.policy import load_policy
+
+    settings = json.loads(json.dumps({"start": str(start.resolve()), "env": dataclasses.asdict(base.env),
+                                      "rollout": dataclasses.asdict(base.rollout)}, default=str))
+    record = folder / "start_eval.json"
+    if record.is_file() and json.loads(record.read_text())["settings"] == settings:
+        saved = json.loads(record.read_text())
+        return saved["success"], saved["wall_s"]
+    clock = time.perf_counter()
+    success = evaluate_policy(load_policy(start, dtype=base.model.dtype), base)
+    wall_s = time.perf_counter() - clock
+    folder.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"settings": settings, "success": success, "wall_s": wall_s}))
+    return success, wall_s
+
+
 def bench_setup(args: argparse.Namespace) -> tuple[dict[str, object], TrainConfig, Path, float]:
     """A benchmark's common start: ``--set`` parsed, the env's config with ``--iterations``, and the
     start model (``--start-model``, or built once under ``OUT/ENV/start``) with the seconds its build
@@ -135,11 +157,11 @@ def bench_setup(args: argparse.Namespace) -> tuple[dict[str, object], TrainConfi
             check_model_source(str(args.start_model))
     except ValueError as error:  # ConfigError included: one line, no traceback
         raise SystemExit(f"error: {error}") from None
-    if args.start_model is not None:
-        return assignments, base, args.start_model, 0.0
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.start_model is not None:
+        return assignments, base, args.start_model, 0.0
     start, start_s = build_start_model(base, args.out / args.env / "start")
     return assignments, base, start, start_s
 
@@ -296,13 +318,14 @@ def markdown_section(results: dict, figure: str) -> str:
         marker, f"### Learning on {setup.title}: paired comparison against GRPO", "",
         f"Written by the script: `{results['command']}`", "",
         f"Wall time: {wall['runs_total'] / 60:.1f} min summed over the {len(results['runs'])} runs, start model "
-        f"{wall['start_model'] / 60:.1f} min, {wall['this_invocation'] / 60:.1f} min for the last invocation (runs "
+        f"{wall['start_model'] / 60:.1f} min, its evaluation {wall.get('start_eval', 0.0) / 60:.1f} min (once for all "
+        f"runs), {wall['this_invocation'] / 60:.1f} min for the last invocation (runs "
         f"finished before it are skipped); {results['machine']}. Control: **{CONTROL}**; upper bound: "
         f"**{UPPER_BOUND}** (Delta from {setup.oracle_labels}). Seeds {seeds}: every arm of a seed starts from the "
         f"same SFT model with the same tasks, sampling seeds and evaluation episodes; {iterations} iterations each.",
         "", *(f"- {line}" for line in results["verdicts"]), "",
         f"Per arm, mean [bootstrap 95% CI] over seeds. Final: greedy evaluation success (%) after {iterations} "
-        f"iterations (before RL: {results['success_before']:.1f}%). AUC: mean sampled success (%) over the "
+        f"iterations (before RL: {_before(results)}). AUC: mean sampled success (%) over the "
         f"iterations. Iterations to threshold: first iteration whose sampled success, smoothed over {SMOOTH}, "
         f"reaches {threshold['value']:.1f}% ({threshold['rule']}); {iterations + 1} = not reached.", "",
         "| arm | final (%) | AUC (%) | iterations to threshold | s / iteration |", "|---|---|---|---|---|",
@@ -319,21 +342,27 @@ def markdown_section(results: dict, figure: str) -> str:
     return "\n".join([*lines, "", f"![learning curves, {results['env']}]({figure})", "", marker])
 
 
+def _before(results: dict) -> str:
+    by_type = {k: v for k, v in results.get("success_before_by_type", {}).items() if k != "All"}
+    detail = f" ({', '.join(f'{k} {v:.1f}' for k, v in by_type.items())})" if len(by_type) > 1 else ""
+    return f"{results['success_before']:.1f}%{detail}"
+
+
 def docs_marker(env: str) -> str:
     return f"<!-- learning-{env} -->"
 
 
-def results_json(args, records: list[dict], summary: dict, threshold: dict, wall: dict, start: Path) -> dict:
+def results_json(args, records: list[dict], summary: dict, threshold: dict, wall: dict, start: Path,
+                 start_success: dict[str, float]) -> dict:
     """Everything measured: per-run numbers, per-arm estimates, paired differences and verdicts."""
     paired = summary["paired"]
     verdicts = [verdict(arm, CONTROL, diffs["final"], diffs["auc"]) for arm, diffs in paired.items()]
-    befores = [r["before"] for r in records if math.isfinite(r["before"])]
     return {
         "env": args.env, "config": ENVS[args.env].config, "command": _command(), "control": CONTROL,
         "upper_bound": UPPER_BOUND, "arms": args.arms, "seeds": summary["seeds"], "iterations": args.iterations,
         "set": args.set, "start_model": str(start), "threshold": threshold, "wall_s": wall,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, --jobs {args.jobs} x --threads {args.threads}",
-        "success_before": _mean(befores),
+        "success_before": start_success["All"], "success_before_by_type": start_success,
         "runs": records,
         "arms_summary": summary["arms"],
         "paired": {arm: {name: dataclasses.asdict(d) for name, d in diffs.items()} for arm, diffs in paired.items()},
@@ -384,15 +413,17 @@ def main() -> None:
 
     extra = {"run.iterations": args.iterations}
     runs = plan_runs(args.env, {**assignments, **extra}, args.arms, args.seeds, start, args.out)
+    start_success, start_eval_s = evaluate_start(base, start, args.out / args.env)
+    print(f"start model greedy success: " + "  ".join(f"{k} {v:.1f}" for k, v in start_success.items()), flush=True)
     records = run_all(runs, args.jobs, args.threads)
 
     curves = {arm: [r["sampled_success"] for r in records if r["arm"] == arm] for arm in args.arms}
     threshold = choose_threshold(curves, args.threshold)
     records = score_runs(records, threshold["value"])
     summary = summarise(records)
-    wall = {"this_invocation": time.perf_counter() - clock, "start_model": start_s,
+    wall = {"this_invocation": time.perf_counter() - clock, "start_model": start_s, "start_eval": start_eval_s,
             "runs_total": sum(r["wall_s"] or 0.0 for r in records)}
-    results = results_json(args, records, summary, threshold, wall, start)
+    results = results_json(args, records, summary, threshold, wall, start, start_success)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
 

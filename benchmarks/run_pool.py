@@ -9,7 +9,6 @@ bench_learning.py; the records it returns are what its summaries read.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -82,7 +81,6 @@ def read_run(run: PlannedRun) -> dict:
     if len(sampled) != run.config.run.iterations:
         raise ValueError(f"{run.folder} holds {len(sampled)} iterations, not {run.config.run.iterations}: "
                          "use the same --iterations as before or a new --out")
-    before = [r["eval/success"] for r in records if r["iteration"] == 0 and "eval/success" in r]
     summary = json.loads((run.folder / "summary.json").read_text())
     bench = run.folder / "bench_run.json"
     iteration_s = [sum(r[k] for k in ("time/rollout_s", "time/advantages_s", "time/update_s")) for r in records
@@ -90,7 +88,6 @@ def read_run(run: PlannedRun) -> dict:
     return {
         "arm": run.arm, "seed": run.seed, "folder": str(run.folder),
         "final": summary["success_after"]["All"],
-        "before": before[0] if before else math.nan,  # greedy success before RL
         "sampled_success": sampled,
         "iteration_s": sum(iteration_s) / len(iteration_s),
         "wall_s": json.loads(bench.read_text())["wall_s"] if bench.is_file() else None,
@@ -138,8 +135,8 @@ def run_all(runs: list[PlannedRun], jobs: int, threads: int) -> list[dict]:
                     print(f"{run.arm:>15} seed {run.seed}: FAILED ({type(error).__name__}: {error})", flush=True)
                     continue
                 records.append(record)
-                print(f"{run.arm:>15} seed {run.seed}: final greedy success {record['final']:5.1f}% "
-                      f"(before {record['before']:5.1f}%), sampled success {record['sampled_success'][0]:.1f}% -> "
+                print(f"{run.arm:>15} seed {run.seed}: final greedy success {record['final']:5.1f}%, "
+                      f"sampled success {record['sampled_success'][0]:.1f}% -> "
                       f"{record['sampled_success'][-1]:.1f}%, {record['wall_s']:.0f} s", flush=True)
     if failed:
         raise SystemExit("some runs failed (run the same command again to retry them):\n  " + "\n  ".join(failed))

@@ -212,6 +212,7 @@ class RunConfig:
     iterations: int = 100  # RL iterations (rollout -> advantages -> update)
     tasks_per_iteration: int = 16  # tasks per iteration, each rolled out group_size times (all ranks together)
     eval_every: int = 10  # evaluate every N iterations (0: only before and after training)
+    eval_before: bool = True  # evaluate the start before the first iteration (benchmark runs sharing a start: once)
     checkpoint_every: int = 10  # checkpoint every N iterations (0: only at the end)
     keep_checkpoints: int = 2  # complete checkpoints kept on disk
     save_trajectories_every: int = 10  # dump an iteration's trajectories with their credit (0: never)

@@ -113,7 +113,7 @@ def train(config: TrainConfig, out_dir: Path, *, resume: bool = False, overwrite
         if is_main:
             truncate_metrics(run.root, state.iteration)
             print(f"resumed from {checkpoint.name} (iteration {state.iteration})")
-    else:
+    elif config.run.eval_before:
         summary["success_before"] = _evaluate(config, policy, accelerator, logger, eval_envs, iteration=0)
 
     tokenize = lambda text: encode(policy, text)  # noqa: E731  (hindsight text -> ids)

@@ -11,6 +11,8 @@ import pytest
 
 from stepopsd.stats import paired_difference
 
+from model_fixtures import tiny_model_dir  # noqa: F401  (pytest fixture)
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"  # on sys.path (conftest.py) for the imports below
 
 
@@ -28,8 +30,8 @@ def pool():
     return run_pool
 
 
-def record(arm, seed, final, curve, before=40.0):
-    return {"arm": arm, "seed": seed, "final": final, "before": before, "sampled_success": curve,
+def record(arm, seed, final, curve):
+    return {"arm": arm, "seed": seed, "final": final, "sampled_success": curve,
             "iteration_s": 1.0, "wall_s": 10.0, "folder": f"runs/{arm}/seed-{seed}"}
 
 
@@ -182,7 +184,8 @@ def test_markdown_section_names_the_control_and_holds_the_verdict(bench, records
     scored = bench.score_runs(records, 40.0)
     args = bench.parse_args(["--env", "errand", "--arms", "stepopsd", "--seeds", "0", "1", "2", "--iterations", "4"])
     results = bench.results_json(args, scored, bench.summarise(scored), {"value": 40.0, "rule": "fixed (--threshold)"},
-                                 {"this_invocation": 600.0, "start_model": 60.0, "runs_total": 1200.0}, tmp_path)
+                                 {"this_invocation": 600.0, "start_model": 60.0, "start_eval": 30.0, "runs_total": 1200.0},
+                                 tmp_path, {"Heat": 50.0, "Cool": 30.0, "All": 40.0})
     json.dumps(results)  # results.json holds plain data
     section = bench.markdown_section(results, "figures/learning-errand.png")
     marker = bench.docs_marker("errand")
@@ -193,6 +196,7 @@ def test_markdown_section_names_the_control_and_holds_the_verdict(bench, records
     assert results["arms"] == ["grpo", "stepopsd"]  # the control is always run
     assert [r["iters"] for r in results["runs"]] == [5.0, 4.0, 5.0, 3.0, 3.0, 5.0]
     assert math.isclose(results["success_before"], 40.0)
+    assert "(before RL: 40.0% (Heat 50.0, Cool 30.0))" in section and "its evaluation 0.5 min" in section
 
 
 # --------------------------------------------------------------------------- planned runs
@@ -209,6 +213,7 @@ def test_arms_of_a_seed_differ_only_in_their_credit_assignment(bench, env, tmp_p
         assert run.config.run.seed == run.seed and run.config.sft.steps == 0  # the shared start is already warm
         assert run.config.model.path == str((tmp_path / "start").resolve())
         assert run.config.run.checkpoint_every > 0  # a killed run can resume
+        assert not run.config.run.eval_before  # the shared start is evaluated once (evaluate_start)
         assert set(config_diff(run.config, control[run.seed])) <= {"algorithm.name", "algorithm.step_budget"}
     budgets = {run.arm: run.config.algorithm.step_budget for run in runs if run.arm in ("stepopsd", "stepopsd-share")}
     assert budgets == {"stepopsd": "equal_step_mean_abs", "stepopsd-share": "conserved_step_share"}
@@ -225,6 +230,23 @@ def test_start_only_builds_the_start_model_and_runs_nothing(tmp_path):
     assert f"start model {start / 'sft_model'}" in printed
     assert (start / "sft_model" / "config.json").is_file() and (start / "bench_start.json").is_file()
     assert sorted(path.name for path in (tmp_path / "errand").iterdir()) == ["start"]  # no arm ran
+
+
+def test_the_start_is_evaluated_once_and_again_only_when_its_settings_change(bench, tiny_model_dir, tmp_path):
+    from stepopsd.evaluate import evaluate_policy
+    from stepopsd.policy import load_policy
+
+    config = bench.bench_config("fetch", {"env.eval_episodes": 3, "env.eval_kwargs": {"max_episode_steps": 2},
+                                          "rollout.sampling.max_new_tokens": 8})
+    success, _ = bench.evaluate_start(config, tiny_model_dir, tmp_path)
+    assert success == evaluate_policy(load_policy(tiny_model_dir), config)  # what a run's own evaluation gives
+    record = tmp_path / "start_eval.json"
+    saved = json.loads(record.read_text())
+    record.write_text(json.dumps({**saved, "success": {"All": 12.5}}))
+    assert bench.evaluate_start(config, tiny_model_dir, tmp_path)[0] == {"All": 12.5}  # read back, not replayed
+    more = bench.bench_config("fetch", {"env.eval_episodes": 4, "env.eval_kwargs": {"max_episode_steps": 2},
+                                        "rollout.sampling.max_new_tokens": 8})
+    assert bench.evaluate_start(more, tiny_model_dir, tmp_path)[0] == evaluate_policy(load_policy(tiny_model_dir), more)
 
 
 def test_errand_config_names_real_env_options(bench):
@@ -256,7 +278,7 @@ def test_read_run_takes_the_curve_from_metrics_and_the_final_success_from_the_su
     assert pool.is_done(run)
     record = pool.read_run(run)
     assert record["sampled_success"] == [25.0, 50.0]  # fractions -> %
-    assert (record["before"], record["final"], record["wall_s"], record["iteration_s"]) == (25.0, 37.5, 12.0, 4.0)
+    assert (record["final"], record["wall_s"], record["iteration_s"]) == (37.5, 12.0, 4.0)
     longer = pool.PlannedRun("stepopsd", 0, bench.bench_config("errand", {"run.iterations": 3}), folder)
     with pytest.raises(ValueError, match="holds 2 iterations, not 3"):
         pool.read_run(longer)

@@ -92,6 +92,12 @@ def test_degenerate_groups_give_no_update(finished_run, tiny_model):
     assert all(torch.equal(before[name], after[name]) for name in before)
 
 
+def test_a_run_without_eval_before_evaluates_only_after(tiny_model, tmp_path):
+    summary = train(fast_config(tiny_model, **{"run.iterations": 1, "run.eval_before": False}), tmp_path / "run")
+    assert "success_before" not in summary and "All" in summary["success_after"]
+    assert [r["iteration"] for r in read_metrics(tmp_path / "run") if "eval/success" in r] == [1]
+
+
 def test_killed_run_resumes_to_the_uninterrupted_result(tiny_model, tmp_path):
     """Kill a run (SIGKILL) after its first checkpoint; --resume must end with the same weights.
 
