@@ -138,7 +138,8 @@ def evaluate_start(base: TrainConfig, start: Path, folder: Path) -> tuple[dict[s
         saved = json.loads(record.read_text())
         return saved["success"], saved["wall_s"]
     clock = time.perf_counter()
-    success = evaluate_policy(load_policy(start, dtype=base.model.dtype), base)
+    table = evaluate_policy(load_policy(start, dtype=base.model.dtype), base)
+    success = {k: v for k, v in table.items() if v == v}  # NaN: a task type the evaluation does not hold
     wall_s = time.perf_counter() - clock
     folder.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"settings": settings, "success": success, "wall_s": wall_s}))
