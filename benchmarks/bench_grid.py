@@ -2,6 +2,8 @@
 
     python benchmarks/bench_grid.py --env errand --seeds 0 1 2 --jobs 2 --threads 1
     python benchmarks/bench_grid.py --env errand --start-model START --reuse runs/bench_errand   # after bench_learning.py
+    python benchmarks/bench_grid.py --env errand --start-model START --archive benchmarks/results/grid-errand \
+        --reuse benchmarks/results/grid-errand   # carried over machines: commit the archive, rebuild START the same
     python benchmarks/bench_grid.py --env fetch --seeds 0 1 2 --iterations 16 --jobs 2 --start-model START
     python benchmarks/bench_grid.py --env errand --seeds 0 --alphas 0.2 --lambdas 0.2 --iterations 2 --jobs 1 \\
         --set sft.steps=20 env.eval_episodes=8 --no-docs --out /tmp/grid_smoke   # smoke
@@ -20,7 +22,8 @@ and of the spread (docs/figures/grid-<env>.png) and the section between the mark
 <!-- grid-<env> --> of docs/benchmarks.md (--no-docs: plot into OUT, docs left alone). Runs go to
 OUT/<env>/<cell>/seed-<s>/ and resume as bench_learning.py's do; with --reuse, a run bench_learning.py
 already made with the same config (GRPO, and StepOPSD at the config's own alpha_clip and lambda_0) is
-linked there instead of trained again.
+linked there instead of trained again, and so is a run of an --archive (each finished run's record
+files, no weights) made from a start with the same weights, e.g. on a machine whose runs/ is gone.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from pathlib import Path
 
 import bench_learning as learning
 from docs_section import write_docs_section
-from run_pool import PlannedRun, reuse_finished, run_all
+from run_pool import PlannedRun, reuse_from, run_all
 from stepopsd.stats import paired_difference
 
 NO_DECAY = "no decay"
@@ -140,9 +143,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("runs/bench_grid"))
-    parser.add_argument("--reuse", type=Path, default=None, metavar="BENCH_OUT",
-                        help="bench_learning.py's --out: its finished runs whose config equals a grid run's "
-                             "(GRPO; StepOPSD at the config's alpha_clip and lambda_0) are linked, not re-run")
+    parser.add_argument("--reuse", type=Path, nargs="+", action="extend", default=[], metavar="BENCH_OUT",
+                        help="bench_learning.py's --out or an --archive: its finished runs whose config and start "
+                             "equal a grid run's (GRPO; StepOPSD at the config's alpha_clip and lambda_0) are "
+                             "linked, not re-run")
+    parser.add_argument("--archive", type=Path, default=None, metavar="ARCHIVE",
+                        help="copy each finished run's record files (no weights) to ARCHIVE/ENV/ARM/seed-S as it ends; "
+                             "commit them, and a later --reuse ARCHIVE on another machine skips those runs")
     parser.add_argument("--no-docs", action="store_true")
     return parser.parse_args(argv)
 
@@ -154,11 +161,9 @@ def main() -> None:
     runs = plan_grid(args.env, assignments, args.alphas, args.lambdas, args.budget, args.seeds, start, args.out)
     print(f"start model {start}; {len(runs)} runs ({len(runs) // len(args.seeds)} cells x {len(args.seeds)} seeds)",
           flush=True)
-    if args.reuse is not None:
-        for run in reuse_finished(runs, args.reuse):
-            print(f"{run.arm:>15} seed {run.seed}: the same run as {run.folder.resolve()}, linked", flush=True)
+    reuse_from(runs, args.reuse)
     clock = time.perf_counter()
-    records = run_all(runs, args.jobs, args.threads)
+    records = run_all(runs, args.jobs, args.threads, args.archive)
     table = grid_table(records, args.alphas, args.lambdas)
     control = [r["final"] for r in sorted(records, key=lambda r: r["seed"]) if r["arm"] == learning.CONTROL]
     command = "python benchmarks/bench_grid.py " + shlex.join(sys.argv[1:])

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from docs_section import write_docs_section
-from run_pool import PlannedRun, run_all
+from run_pool import PlannedRun, reuse_from, run_all
 from stepopsd.config import TrainConfig, load_train_config
 from stepopsd.configtree import parse_assignments
 from stepopsd.plot import moving_average
@@ -394,6 +394,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=2, help="runs at once, one process each")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_learning"))
+    parser.add_argument("--reuse", type=Path, nargs="+", action="extend", default=[], metavar="ARCHIVE",
+                        help="an --archive (or another --out): its finished runs with the same config and start "
+                             "are linked, not re-run")
+    parser.add_argument("--archive", type=Path, default=None, metavar="ARCHIVE",
+                        help="copy each finished run's record files (no weights) to ARCHIVE/ENV/ARM/seed-S as it ends; "
+                             "commit them, and a later --reuse ARCHIVE on another machine skips those runs")
     parser.add_argument("--no-docs", action="store_true",
                         help="leave docs/benchmarks.md alone and put the plot in OUT (smoke runs)")
     args = parser.parse_args(argv)
@@ -414,9 +420,10 @@ def main() -> None:
 
     extra = {"run.iterations": args.iterations}
     runs = plan_runs(args.env, {**assignments, **extra}, args.arms, args.seeds, start, args.out)
+    reuse_from(runs, args.reuse)
     start_success, start_eval_s = evaluate_start(base, start, args.out / args.env)
-    print(f"start model greedy success: " + "  ".join(f"{k} {v:.1f}" for k, v in start_success.items()), flush=True)
-    records = run_all(runs, args.jobs, args.threads)
+    print("start model greedy success: " + "  ".join(f"{k} {v:.1f}" for k, v in start_success.items()), flush=True)
+    records = run_all(runs, args.jobs, args.threads, args.archive)
 
     curves = {arm: [r["sampled_success"] for r in records if r["arm"] == arm] for arm in args.arms}
     threshold = choose_threshold(curves, args.threshold)

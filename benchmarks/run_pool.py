@@ -8,8 +8,10 @@ bench_learning.py; the records it returns are what its summaries read.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import redirect_stdout
@@ -27,23 +29,49 @@ class PlannedRun:
     folder: Path
 
 
+RECORD_FILES = ("config.toml", "metrics.jsonl", "summary.json", "bench_run.json")  # what read_run and reuse read
+
+
 def is_done(run: PlannedRun) -> bool:
     return (run.folder / "summary.json").is_file()
 
 
+def weights_digest(model_folder: str | Path) -> str:
+    """sha256 of a model folder's weight files: two starts at one path are the same start only if equal."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(model_folder).glob("*.safetensors")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def archive_run(run: PlannedRun, archive: Path) -> Path:
+    """Copy a finished run's record files to ``archive/ENV/ARM/seed-S`` (small: commit them to carry a
+    benchmark over to another machine); returns that folder."""
+    dest = archive.joinpath(*run.folder.parts[-3:])
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in RECORD_FILES:
+        shutil.copyfile(run.folder / name, dest / name)
+    return dest
+
+
 def reuse_finished(runs: list[PlannedRun], source: Path) -> list[PlannedRun]:
-    """Link each run not done yet to a finished run under ``source`` (another benchmark's OUT, runs in
-    ``source/ENV/ARM/seed-S``) whose saved config equals its own, so it is not trained twice; returns the
-    runs linked. Equal configs mean the same start, seed, draws and settings, so the same run."""
+    """Link each run not done yet to a finished run under ``source`` (another benchmark's OUT, or an
+    archive, runs in ``source/ENV/ARM/seed-S``) whose saved config equals its own and whose start had the
+    same weights, so it is not trained twice; returns the runs linked. Equal configs and starts mean the
+    same seed, draws and settings, so the same run."""
     from stepopsd.config import load_train_config
 
     finished = [summary.parent for summary in sorted(source.glob("*/*/seed-*/summary.json"))]
-    saved = {folder: load_train_config(str(folder / "config.toml"), {}) for folder in finished}
+    saved = {folder: (load_train_config(str(folder / "config.toml"), {}), _start_digest(folder)) for folder in finished}
+    digests: dict[str, str] = {}  # start folder -> weights_digest, computed once
     linked = []
     for run in runs:
         if is_done(run) or (run.folder.exists() and any(run.folder.iterdir())):  # done, or started here
             continue
-        same = next((folder for folder, config in saved.items() if config == run.config), None)
+        start = run.config.model.path
+        digest = digests.setdefault(start, weights_digest(start))
+        same = next((folder for folder, (config, start_digest) in saved.items()
+                     if config == run.config and start_digest == digest), None)
         if same is not None:
             run.folder.parent.mkdir(parents=True, exist_ok=True)
             if run.folder.exists():
@@ -51,6 +79,18 @@ def reuse_finished(runs: list[PlannedRun], source: Path) -> list[PlannedRun]:
             run.folder.symlink_to(same.resolve(), target_is_directory=True)
             linked.append(run)
     return linked
+
+
+def reuse_from(runs: list[PlannedRun], sources: list[Path]) -> None:
+    """:func:`reuse_finished` from each source in turn, a line per run linked."""
+    for source in sources:
+        for run in reuse_finished(runs, source):
+            print(f"{run.arm:>15} seed {run.seed}: the same run as {run.folder.resolve()}, linked", flush=True)
+
+
+def _start_digest(folder: Path) -> str | None:
+    bench = folder / "bench_run.json"
+    return json.loads(bench.read_text()).get("start_sha256") if bench.is_file() else None
 
 
 def run_one(run: PlannedRun) -> dict:
@@ -67,7 +107,8 @@ def run_one(run: PlannedRun) -> dict:
     with open(run.folder.with_suffix(".log"), "a", encoding="utf-8") as log, redirect_stdout(log):
         train(run.config, run.folder, resume=started_before)
     (run.folder / "bench_run.json").write_text(json.dumps({"wall_s": time.perf_counter() - clock,
-                                                           "resumed": started_before}))
+                                                           "resumed": started_before,
+                                                           "start_sha256": weights_digest(run.config.model.path)}))
     return read_run(run)
 
 
@@ -111,14 +152,17 @@ def _exit_with_parent(parent: int, every_s: float = 2.0) -> None:
     os._exit(1)
 
 
-def run_all(runs: list[PlannedRun], jobs: int, threads: int) -> list[dict]:
+def run_all(runs: list[PlannedRun], jobs: int, threads: int, archive: Path | None = None) -> list[dict]:
     """Every run, ``jobs`` processes at once (``threads`` torch threads each); a progress line per
-    finished run; the records in the order of ``runs``."""
+    finished run; the records in the order of ``runs``. With ``archive``, each finished run's records
+    are copied there as soon as it ends (:func:`archive_run`)."""
     import multiprocessing
 
     records, failed = [], []
     for run in filter(is_done, runs):
         records.append(read_run(run))
+        if archive is not None and not run.folder.is_symlink():  # a linked run is already kept where it points
+            archive_run(run, archive)
         print(f"{run.arm:>15} seed {run.seed}: done already, skipped", flush=True)
     pending = [run for run in runs if not is_done(run)]
     if pending:
@@ -135,6 +179,8 @@ def run_all(runs: list[PlannedRun], jobs: int, threads: int) -> list[dict]:
                     print(f"{run.arm:>15} seed {run.seed}: FAILED ({type(error).__name__}: {error})", flush=True)
                     continue
                 records.append(record)
+                if archive is not None:
+                    archive_run(run, archive)
                 print(f"{run.arm:>15} seed {run.seed}: final greedy success {record['final']:5.1f}%, "
                       f"sampled success {record['sampled_success'][0]:.1f}% -> "
                       f"{record['sampled_success'][-1]:.1f}%, {record['wall_s']:.0f} s", flush=True)

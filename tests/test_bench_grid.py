@@ -1,5 +1,7 @@
 """benchmarks/bench_grid.py: the planned cells, the table on hand-made numbers, the plot and the docs section."""
 
+import json
+
 import pytest
 
 from stepopsd.configtree import config_diff
@@ -56,12 +58,15 @@ def test_grid_table_spread_and_paired_difference(grid, tmp_path):
 
 
 def test_reuse_links_only_finished_runs_whose_saved_config_is_the_same(grid, tmp_path):
-    from run_pool import is_done, reuse_finished
+    from run_pool import is_done, reuse_finished, weights_digest
 
     from stepopsd.config import save_train_config
 
+    start = tmp_path / "start"
+    start.mkdir()
+    (start / "model.safetensors").write_bytes(b"weights")
     runs = grid.plan_grid("errand", {"run.iterations": 3}, [0.2], [0.2], "equal_step_mean_abs", [0, 1],
-                          tmp_path / "start", tmp_path / "grid")
+                          start, tmp_path / "grid")
     by_key = {(run.arm, run.seed): run for run in runs}
     bench = tmp_path / "bench" / "errand"
     for arm, seed, config in (("grpo", 0, by_key[("grpo", 0)].config),  # the same run: linked
@@ -71,6 +76,7 @@ def test_reuse_links_only_finished_runs_whose_saved_config_is_the_same(grid, tmp
         folder = bench / arm / f"seed-{seed}"
         folder.mkdir(parents=True)
         save_train_config(config, folder / "config.toml")
+        (folder / "bench_run.json").write_text(json.dumps({"wall_s": 1.0, "start_sha256": weights_digest(start)}))
         if arm != "oracle":
             (folder / "summary.json").write_text("{}")
     linked = reuse_finished(runs, tmp_path / "bench")
@@ -78,3 +84,32 @@ def test_reuse_links_only_finished_runs_whose_saved_config_is_the_same(grid, tmp
     assert by_key[("grpo", 0)].folder.resolve() == (bench / "grpo" / "seed-0").resolve()
     assert [(run.arm, run.seed) for run in runs if is_done(run)] == [("grpo", 0), ("a0.2-l0.2", 0)]
     assert reuse_finished(runs, tmp_path / "bench") == []  # a second call finds them done
+
+
+def test_an_archived_run_is_reused_only_from_a_start_with_the_same_weights(grid, tmp_path):
+    from run_pool import RECORD_FILES, archive_run, is_done, reuse_finished, weights_digest
+
+    from stepopsd.config import save_train_config
+
+    start = tmp_path / "start"
+    start.mkdir()
+    (start / "model.safetensors").write_bytes(b"weights")
+    plan = lambda out: grid.plan_grid("errand", {"run.iterations": 3}, [0.2], [0.2],  # noqa: E731
+                                      "equal_step_mean_abs", [0], start, out)
+    finished = plan(tmp_path / "machine-1")[0]
+    finished.folder.mkdir(parents=True)
+    save_train_config(finished.config, finished.folder / "config.toml")
+    (finished.folder / "checkpoints").mkdir()  # weights stay behind
+    for name, text in (("metrics.jsonl", "{}\n"), ("summary.json", "{}"),
+                       ("bench_run.json", json.dumps({"wall_s": 1.0, "start_sha256": weights_digest(start)}))):
+        (finished.folder / name).write_text(text)
+    archived = archive_run(finished, tmp_path / "archive")
+    assert archived == tmp_path / "archive" / "errand" / "grpo" / "seed-0"
+    assert sorted(path.name for path in archived.iterdir()) == sorted(RECORD_FILES)
+
+    (start / "model.safetensors").write_bytes(b"other weights")  # the same path, another start: not the same run
+    again = plan(tmp_path / "machine-2")
+    assert reuse_finished(again, tmp_path / "archive") == []
+    (start / "model.safetensors").write_bytes(b"weights")  # the start rebuilt the same
+    assert [(run.arm, run.seed) for run in reuse_finished(again, tmp_path / "archive")] == [("grpo", 0)]
+    assert is_done(again[0]) and again[0].folder.resolve() == archived.resolve()
