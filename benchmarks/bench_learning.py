@@ -272,28 +272,46 @@ def verdict(arm: str, control: str, final: PairedDifference, auc: PairedDifferen
 # --------------------------------------------------------------------------- outputs
 
 
+def paired_curves(records: list[dict], arms: list[str], control: str = CONTROL) -> dict[str, list[PairedDifference]]:
+    """Per iteration, each arm's sampled success minus the control's, paired by seed."""
+    curves = {arm: {r["seed"]: r["sampled_success"] for r in records if r["arm"] == arm} for arm in [control, *arms]}
+    seeds = sorted(curves[control])
+    return {arm: [paired_difference(list(arm_column), list(control_column)) for arm_column, control_column in
+                  zip(zip(*(curves[arm][s] for s in seeds)), zip(*(curves[control][s] for s in seeds)))]
+            for arm in arms if arm != control}
+
+
 def plot_curves(records: list[dict], arms: list[str], threshold: float, out: Path) -> Path:
-    """Mean sampled success per iteration per arm, with a bootstrap 95% CI band over seeds."""
+    """Left: mean sampled success per iteration per arm, with a bootstrap 95% CI band over seeds.
+    Right: each arm minus the control, paired by seed (:func:`paired_curves`), with its bootstrap
+    95% CI: the comparison the benchmark's claims rest on (the left bands hold the tasks' spread too)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    figure, axis = plt.subplots(figsize=(6.5, 4))
+    differences = paired_curves(records, arms)
+    figure, (absolute, paired) = plt.subplots(1, 2, figsize=(11, 4))
     for arm in arms:
-        curves = [r["sampled_success"] for r in records if r["arm"] == arm]  # [seeds][iterations]
-        columns = list(zip(*curves))
+        columns = list(zip(*(r["sampled_success"] for r in records if r["arm"] == arm)))  # [iterations][seeds]
         iterations = range(1, len(columns) + 1)
         bands = [bootstrap_ci(list(column)) for column in columns]
-        axis.plot(iterations, [_mean(list(column)) for column in columns], label=_arm_label(arm))
-        axis.fill_between(iterations, [low for low, _ in bands], [high for _, high in bands], alpha=0.2)
-    axis.axhline(threshold, color="grey", linestyle="--", linewidth=1, label="threshold")
-    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axis.set_xlabel("iteration")
-    axis.set_ylabel("sampled success (%)")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
+        line, = absolute.plot(iterations, [_mean(list(column)) for column in columns], label=_arm_label(arm))
+        absolute.fill_between(iterations, [low for low, _ in bands], [high for _, high in bands], alpha=0.2)
+        if arm in differences:
+            paired.plot(iterations, [d.mean for d in differences[arm]], color=line.get_color(), label=_arm_label(arm))
+            paired.fill_between(iterations, [d.ci_low for d in differences[arm]], [d.ci_high for d in differences[arm]],
+                                color=line.get_color(), alpha=0.15)
+    absolute.axhline(threshold, color="grey", linestyle="--", linewidth=1, label="threshold")
+    absolute.set_ylabel("sampled success (%)")
+    paired.axhline(0, color="black", linewidth=1)
+    paired.set_ylabel(f"arm - {CONTROL}, paired by seed (points)")
+    for axis in (absolute, paired):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_xlabel("iteration")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=120)

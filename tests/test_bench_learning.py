@@ -121,6 +121,22 @@ def test_summarise_refuses_arms_with_different_seeds(bench, records):
         bench.summarise(bench.score_runs(records[:-1], 40.0))
 
 
+def test_paired_curves_subtract_the_control_per_iteration_on_the_same_seed(bench, records):
+    curves = bench.paired_curves(list(reversed(records)), ["grpo", "stepopsd"])  # record order does not matter
+    assert list(curves) == ["stepopsd"]
+    # stepopsd - grpo per seed: seed 0 [0, 20, 10, 20], seed 1 [0, 0, 20, 0], seed 2 [0, 0, 0, 20]
+    assert [d.per_seed for d in curves["stepopsd"]] == [(0, 0, 0), (20, 0, 0), (10, 20, 0), (20, 0, 20)]
+    assert [d.mean for d in curves["stepopsd"]] == pytest.approx([0.0, 20 / 3, 10.0, 40 / 3])
+
+
+def test_the_plot_has_the_curves_and_the_paired_differences(bench, records, tmp_path):
+    from PIL import Image
+
+    out = bench.plot_curves(records, ["grpo", "stepopsd"], 40.0, tmp_path / "learning.png")
+    width, height = Image.open(out).size
+    assert width > 2 * height  # two panels side by side
+
+
 # --------------------------------------------------------------------------- verdicts
 
 
