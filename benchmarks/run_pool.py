@@ -15,7 +15,7 @@ import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import redirect_stdout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from stepopsd.config import TrainConfig
@@ -71,7 +71,8 @@ def reuse_finished(runs: list[PlannedRun], source: Path) -> list[PlannedRun]:
         start = run.config.model.path
         digest = digests.setdefault(start, weights_digest(start))
         same = next((folder for folder, (config, start_digest) in saved.items()
-                     if config == run.config and start_digest == digest), None)
+                     if _without_start_path(config) == _without_start_path(run.config) and start_digest == digest),
+                    None)
         if same is not None:
             run.folder.parent.mkdir(parents=True, exist_ok=True)
             if run.folder.exists():
@@ -86,6 +87,12 @@ def reuse_from(runs: list[PlannedRun], sources: list[Path]) -> None:
     for source in sources:
         for run in reuse_finished(runs, source):
             print(f"{run.arm:>15} seed {run.seed}: the same run as {run.folder.resolve()}, linked", flush=True)
+
+
+def _without_start_path(config: TrainConfig) -> TrainConfig:
+    """The config but for where its start model lies: the start is compared by its weights' digest,
+    so a start rebuilt in another folder (another checkout, another machine) is the same start."""
+    return replace(config, model=replace(config.model, path=""))
 
 
 def _start_digest(folder: Path) -> str | None:

@@ -1,6 +1,7 @@
 """benchmarks/bench_grid.py: the planned cells, the table on hand-made numbers, the plot and the docs section."""
 
 import json
+import shutil
 
 import pytest
 
@@ -113,3 +114,9 @@ def test_an_archived_run_is_reused_only_from_a_start_with_the_same_weights(grid,
     (start / "model.safetensors").write_bytes(b"weights")  # the start rebuilt the same
     assert [(run.arm, run.seed) for run in reuse_finished(again, tmp_path / "archive")] == [("grpo", 0)]
     assert is_done(again[0]) and again[0].folder.resolve() == archived.resolve()
+
+    moved = tmp_path / "rebuilt" / "start"  # the same weights rebuilt in another folder: the same run
+    shutil.copytree(start, moved)
+    elsewhere = grid.plan_grid("errand", {"run.iterations": 3}, [0.2], [0.2], "equal_step_mean_abs", [0], moved,
+                               tmp_path / "machine-3")
+    assert [(run.arm, run.seed) for run in reuse_finished(elsewhere, tmp_path / "archive")] == [("grpo", 0)]
