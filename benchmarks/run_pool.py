@@ -62,7 +62,8 @@ def reuse_finished(runs: list[PlannedRun], source: Path) -> list[PlannedRun]:
     from stepopsd.config import load_train_config
 
     finished = [summary.parent for summary in sorted(source.glob("*/*/seed-*/summary.json"))]
-    saved = {folder: (load_train_config(str(folder / "config.toml"), {}), _start_digest(folder)) for folder in finished}
+    saved = {folder: (_without_start_path(load_train_config(str(folder / "config.toml"), {})), _start_digest(folder))
+             for folder in finished}
     digests: dict[str, str] = {}  # start folder -> weights_digest, computed once
     linked = []
     for run in runs:
@@ -70,9 +71,9 @@ def reuse_finished(runs: list[PlannedRun], source: Path) -> list[PlannedRun]:
             continue
         start = run.config.model.path
         digest = digests.setdefault(start, weights_digest(start))
-        same = next((folder for folder, (config, start_digest) in saved.items()
-                     if _without_start_path(config) == _without_start_path(run.config) and start_digest == digest),
-                    None)
+        config = _without_start_path(run.config)
+        same = next((folder for folder, (saved_config, start_digest) in saved.items()
+                     if saved_config == config and start_digest == digest), None)
         if same is not None:
             run.folder.parent.mkdir(parents=True, exist_ok=True)
             if run.folder.exists():
