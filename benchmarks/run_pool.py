@@ -62,7 +62,7 @@ def reuse_finished(runs: list[PlannedRun], source: Path) -> list[PlannedRun]:
     from stepopsd.config import load_train_config
 
     finished = [summary.parent for summary in sorted(source.glob("*/*/seed-*/summary.json"))]
-    saved = {folder: (_without_start_path(load_train_config(str(folder / "config.toml"), {})), _start_digest(folder))
+    saved = {folder: (_comparable(load_train_config(str(folder / "config.toml"), {})), _start_digest(folder))
              for folder in finished}
     digests: dict[str, str] = {}  # start folder -> weights_digest, computed once
     linked = []
@@ -71,7 +71,7 @@ def reuse_finished(runs: list[PlannedRun], source: Path) -> list[PlannedRun]:
             continue
         start = run.config.model.path
         digest = digests.setdefault(start, weights_digest(start))
-        config = _without_start_path(run.config)
+        config = _comparable(run.config)
         same = next((folder for folder, (saved_config, start_digest) in saved.items()
                      if saved_config == config and start_digest == digest), None)
         if same is not None:
@@ -90,10 +90,14 @@ def reuse_from(runs: list[PlannedRun], sources: list[Path]) -> None:
             print(f"{run.arm:>15} seed {run.seed}: the same run as {run.folder.resolve()}, linked", flush=True)
 
 
-def _without_start_path(config: TrainConfig) -> TrainConfig:
-    """The config but for where its start model lies: the start is compared by its weights' digest,
-    so a start rebuilt in another folder (another checkout, another machine) is the same start."""
-    return replace(config, model=replace(config.model, path=""))
+def _comparable(config: TrainConfig) -> TrainConfig:
+    """The config but for where its start model lies and the knobs that set only how work is cut
+    into forward passes (which moves results by float rounding alone, as a faster kernel would).
+    The start is compared by its weights' digest, so a start rebuilt in another folder (another
+    checkout, another machine) is the same start."""
+    return replace(config, model=replace(config.model, path=""),
+                   algorithm=replace(config.algorithm, max_rows_per_pass=1),
+                   optim=replace(config.optim, micro_batch_rows=1))
 
 
 def _start_digest(folder: Path) -> str | None:

@@ -260,6 +260,7 @@ def _update(config: TrainConfig, model, optimizer, teacher: Teacher, batch: Poli
     ref_logprobs = _row_logprobs(teacher.model, batch, temperature) if optim.kl_coef > 0 else None  # [R, L]
     weights = token_weights(batch.trainable_mask, batch.row_trajectory, optim.loss_aggregation)  # [R, L]
     live = _rows_with_gradient(batch, optim)  # [R]
+    row_lengths = batch.attention_mask.sum(dim=1)  # [R]
     generator = torch.Generator().manual_seed(seed_for(config.run.seed, iteration, accelerator.process_index))
     model.train()
     stat_sums: dict[str, float] = {}  # each loss statistic times the rows it was taken over
@@ -268,6 +269,7 @@ def _update(config: TrainConfig, model, optimizer, teacher: Teacher, batch: Poli
     for _ in range(optim.ppo_epochs):
         order = torch.randperm(batch.num_rows, generator=generator)
         for rows in order.chunk(max(1, min(optim.minibatches, batch.num_rows))):
+            rows = rows[torch.argsort(row_lengths[rows], stable=True)]  # like lengths share a micro-batch: little padding
             num_tokens = float(weights[rows].sum()) or 1.0
             micro_batches = rows.split(optim.micro_batch_rows)
             minibatch_loss = 0.0
@@ -325,8 +327,10 @@ def _micro_loss(config: TrainConfig, model, batch: PolicyBatch, rows: torch.Tens
     # Columns before the first trainable token carry no loss: logits only from the one before it on
     # (an LLM's [r, L', V] logits over a long prompt are most of a micro-batch's memory)
     start = _first_scored_column(micro.trainable_mask)
-    logits = model(input_ids=micro.input_ids.to(device), attention_mask=micro.attention_mask.to(device),
-                   use_cache=False, logits_to_keep=width - start).logits  # [r, L' - start, V]
+    # Rows are right-padded, so under the causal mask alone no real token sees padding: the logits
+    # of real tokens are those of the masked forward, and attention takes its faster causal path
+    logits = model(input_ids=micro.input_ids.to(device), use_cache=False,
+                   logits_to_keep=width - start).logits  # [r, L' - start, V]
     scored = slice(start, width)
     return policy_loss(
         token_logprobs(logits, micro.input_ids[:, scored].to(device), temperature),

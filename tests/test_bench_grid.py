@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 
@@ -120,3 +121,12 @@ def test_an_archived_run_is_reused_only_from_a_start_with_the_same_weights(grid,
     elsewhere = grid.plan_grid("errand", {"run.iterations": 3}, [0.2], [0.2], "equal_step_mean_abs", [0], moved,
                                tmp_path / "machine-3")
     assert [(run.arm, run.seed) for run in reuse_finished(elsewhere, tmp_path / "archive")] == [("grpo", 0)]
+
+    def changed(name: str, lr_factor: float) -> list:  # the run with other forward-pass sizes (and lr)
+        config = finished.config
+        return [replace(finished, folder=tmp_path / "machine-4" / name, config=replace(
+            config, algorithm=replace(config.algorithm, max_rows_per_pass=1),
+            optim=replace(config.optim, micro_batch_rows=5, lr=config.optim.lr * lr_factor)))]
+
+    assert [run.arm for run in reuse_finished(changed("rows", 1.0), tmp_path / "archive")] == ["grpo"]
+    assert reuse_finished(changed("lr", 2.0), tmp_path / "archive") == []  # a knob that changes the run

@@ -237,8 +237,9 @@ def test_eval_of_a_run_directory_writes_results_and_trajectories(finished_run, t
 @pytest.mark.parametrize("window", [False, True], ids=["full", "window"])
 def test_update_scores_logits_from_the_first_trainable_column_only(window):
     """The micro-batch loss asks the model for logits from the column before the first trainable token
-    on (an LLM's prompt logits are most of a micro-batch's memory): same loss, same gradients as the
-    logits of every column."""
+    on (an LLM's prompt logits are most of a micro-batch's memory), without the attention mask (rows
+    are right-padded; window rows differ in length): same loss, same gradients as the masked logits
+    of every column."""
     import dataclasses
 
     from algo_fixtures import make_group, tiny_qwen3, with_model_behaviour

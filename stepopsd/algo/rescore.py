@@ -12,7 +12,8 @@ How the efficient path shares work (:func:`teacher_logprobs`):
   one row each (hindsight + scored tokens, right-padded), on a copy of that cache whose
   positions at or after the row's ``insert_at`` are masked out by the 2D attention mask, with
   explicit ``position_ids``. With no hindsight the prefix forward's own logits are the answer.
-* Windows with a context of their own (sliding-window mode) are rows of one right-padded batch.
+* Windows with a context of their own (sliding-window mode) are rows of one right-padded batch
+  (no attention mask: under causal attention no real token reaches the padding after it).
 * ``max_rows_per_pass`` bounds the rows of one forward (memory); logits are kept only for the
   scored positions (``logits_to_keep``).
 
@@ -93,18 +94,13 @@ def _score_windows_as_rows(model, token_ids: torch.Tensor, windows: Sequence[Sco
     rows = [torch.cat([token_ids[w.context_start:w.insert_at], hindsight, token_ids[w.insert_at:w.end]]) for w in windows]
     firsts = [w.insert_at - w.context_start + len(hindsight) for w in windows]  # row index of the first scored token
     width = max(len(row) for row in rows)
-    input_ids = torch.zeros(len(rows), width, dtype=torch.long)  # [R, W]
-    attention_mask = torch.zeros(len(rows), width, dtype=torch.long)  # [R, W]
-    for r, row in enumerate(rows):
-        input_ids[r, :len(row)], attention_mask[r, :len(row)] = row, 1
-    keep_from, keep_to = min(firsts) - 1, max(len(row) for row in rows)  # logits needed (min first is >= 1)
+    input_ids = right_pad(rows, width, 0)  # [R, W]
+    keep_from = min(firsts) - 1  # logits needed from here on (min first is >= 1)
     device = _device(model)
-    logits = model(
-        input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-        position_ids=torch.arange(width, device=device).expand(len(rows), -1),
-        use_cache=False, logits_to_keep=torch.arange(keep_from, keep_to, device=device),
-    ).logits  # [R, keep_to - keep_from, V]
-    scored = _scored_logprobs(logits, input_ids[:, keep_from:keep_to].to(device), temperature).cpu()  # [R, keep - 1]
+    # Right padding: under the causal mask alone no real token sees padding (no attention mask needed)
+    logits = model(input_ids=input_ids.to(device), use_cache=False,
+                   logits_to_keep=torch.arange(keep_from, width, device=device)).logits  # [R, W - keep_from, V]
+    scored = _scored_logprobs(logits, input_ids[:, keep_from:].to(device), temperature).cpu()  # [R, W - keep_from - 1]
     return [scored[r, first - keep_from - 1:len(row) - keep_from - 1] for r, (row, first) in enumerate(zip(rows, firsts))]
 
 
