@@ -122,7 +122,7 @@ class AlgorithmConfig:
     teacher_refresh_steps: int = 10  # stale teacher refreshed every N optimizer steps
     teacher_mode: str = "stale"  # stale | live
     normalize_std: bool = True  # GRPO: divide by the group std
-    max_rows_per_pass: int = 16  # rescoring: most windows in one teacher forward (memory bound)
+    max_rows_per_pass: int = 16  # rescoring: most windows in one teacher forward (memory; 1 is fastest on a CPU)
 
     def __post_init__(self) -> None:
         choices = {
