@@ -324,3 +324,36 @@ def test_update_skips_only_rows_without_gradient():
     for key in ("kl_coef", "entropy_coef"):
         with_term = dataclasses.replace(config.optim, **{key: 0.01})
         assert bool(_rows_with_gradient(batch, with_term).all())
+
+
+def test_update_forwards_a_minibatch_in_micro_batches_of_like_lengths():
+    """Window rows differ in length: the update puts a minibatch's rows into micro-batches by length,
+    so each forward pads little (its width is the longest of its rows)."""
+    import dataclasses
+
+    from accelerate import Accelerator
+
+    from algo_fixtures import make_group, tiny_qwen3, with_model_behaviour
+    from stepopsd.algo.teacher import Teacher
+    from stepopsd.batch import build_batch
+    from stepopsd.train import TrainState, _update
+
+    model = tiny_qwen3(seed=0).train()
+    group = [with_model_behaviour(model, traj) for traj in make_group(0, [True, False, False, True], num_steps=4,
+                                                                       window=True, seed=3)]
+    generator = torch.Generator().manual_seed(0)
+    batch = build_batch(group, [torch.randn(len(traj.token_ids), generator=generator) for traj in group])
+    lengths = batch.attention_mask.sum(dim=1)
+    assert len(set(lengths.tolist())) > 2  # rows of several lengths
+    base = TrainConfig()
+    config = dataclasses.replace(base, optim=dataclasses.replace(base.optim, minibatches=1, micro_batch_rows=3))
+    widths = []
+    handle = model.register_forward_pre_hook(lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape[1]),
+                                             with_kwargs=True)
+    try:
+        _update(config, model, torch.optim.AdamW(model.parameters(), lr=1e-4), Teacher(model, mode="live"), batch,
+                Accelerator(cpu=True), TrainState(), iteration=1)
+    finally:
+        handle.remove()
+    expected = [int(chunk.max()) for chunk in lengths.sort().values.split(3)]
+    assert widths == expected
