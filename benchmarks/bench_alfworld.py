@@ -1,7 +1,8 @@
 """ALFWorld env throughput and memory: bare TextWorld PDDL env vs stepopsd/ALFWorld-v0, single and vector.
 
 Prints reset and step throughput on real valid_unseen games and on generated games, for
-  * the bare engine (textworld PddlEnv + ALFWorld demangler, no stepopsd code),
+  * the bare engine (textworld PddlEnv + ALFWorld demangler, no stepopsd code), with the engine's
+    caches of textworld's parses and PDDL translations and without them (textworld's own functions),
   * our env (protocol parsing, info, history) — the wrapper overhead is the step-time ratio,
   * gymnasium AsyncVectorEnv with 2 workers (speedup over the single env's steps/second),
 and resident memory over repeated episodes (must stay flat: one engine per env, reused).
@@ -24,7 +25,7 @@ import numpy as np
 import psutil
 
 import stepopsd_envs  # noqa: F401  (registers the envs)
-from stepopsd_envs.alfworld.engine import AlfredEngine
+from stepopsd_envs.alfworld.engine import AlfredEngine, uncached
 from stepopsd_envs.alfworld.games import official_games
 from stepopsd_envs.alfworld.generate import generated_games
 
@@ -133,11 +134,17 @@ def memory_per_env(games, count: int = 4) -> float:
 
 def report(label: str, games: list[Path], vector_steps: int) -> None:
     plans = walkthroughs(games)
+    with uncached():
+        plain = bench_bare(games, plans)
     bare, ours = bench_bare(games, plans), bench_ours(games, plans)
     overhead = ours["step_ms"] / bare["step_ms"] - 1
     print(f"\n== {label}: {len(games)} games, {sum(map(len, plans))} walkthrough steps")
+    print(f"uncached      : {plain['resets/s']:.2f} resets/s  {plain['steps/s']:.1f} steps/s  ({plain['step_ms']:.1f} ms/step)"
+          "  (textworld's own parsing and translation)")
     print(f"bare engine   : {bare['resets/s']:.2f} resets/s  {bare['steps/s']:.1f} steps/s  ({bare['step_ms']:.1f} ms/step)")
     print(f"stepopsd env  : {ours['resets/s']:.2f} resets/s  {ours['steps/s']:.1f} steps/s  ({ours['step_ms']:.1f} ms/step)")
+    print(f"caches: resets {bare['resets/s'] / plain['resets/s']:.2f}x, steps {bare['steps/s'] / plain['steps/s']:.2f}x "
+          "faster (every game was loaded once before in this process, as by the other envs of a rollout group)")
     print(f"wrapper step overhead: {100 * overhead:+.1f}% (goal <= +10%)")
     single = bench_steady_steps(games, 1, vector_steps, vector=False)
     double = bench_steady_steps(games, 2, vector_steps, vector=True)

@@ -3,13 +3,16 @@
 import sys
 from pathlib import Path
 
+import fast_downward
 import gymnasium
 import pytest
+import textworld.envs.pddl.textgen as textgen
 from gymnasium.utils.env_checker import check_env
 from rich.console import Console
 
 import stepopsd_envs  # noqa: F401  (registers the envs)
 from stepopsd.evaluate import format_table, play_text_games, success_table
+from stepopsd_envs.alfworld.engine import uncached
 from stepopsd_envs.alfworld.env import ALFWorldEnv
 from stepopsd_envs.alfworld.games import TASK_TYPE_NAMES, official_games, task_type_of
 from stepopsd_envs.alfworld.generate import SceneConfig, generated_games
@@ -236,6 +239,30 @@ def test_replaying_a_game_resets_its_state(env, generated):
     rewards, _, _, _ = replay_walkthrough(env, generated[1])
     again, _, _, _ = replay_walkthrough(env, generated[1])  # same game: no re-parse, fresh state
     assert rewards == again and again[-1] == 10.0
+
+
+def test_engine_caches_change_nothing_an_agent_sees(generated):
+    """The cached TatSu parses and PDDL translations (engine.py) against textworld's own functions:
+    the same observations, rewards and info on the walkthroughs, plus a rejected and a wandering command."""
+    def play(env) -> list:
+        record = []
+        for seed, game in enumerate(generated):  # the seed fixes the exploring expert's draws
+            record.append(env.reset(seed=seed, options={"game": game, "expert": True}))
+            plan = record[-1][1]["expert_actions"]
+            for command in ["open the moon", "look", *plan]:
+                record.append(env.step(env.unwrapped.protocol.format(command, thought="t")))
+        return record
+
+    env = gymnasium.make("stepopsd/ALFWorld-v0", games=generated)
+    cached, again = play(env), play(env)
+    with uncached():
+        plain = play(env)
+        fresh = gymnasium.make("stepopsd/ALFWorld-v0", games=generated)  # an engine made inside the block
+        plain_fresh = play(fresh)
+        fresh.close()
+    env.close()
+    assert cached == again == plain == plain_fresh
+    assert textgen._PARSER._parse.cache_info().hits > 0 and fast_downward.pddl2sas.cache_info().hits > 0
 
 
 def test_sys_argv_survives_loading_games(generated):

@@ -9,11 +9,16 @@ Engine pitfalls handled here, in one place:
 * Every ``PddlEnv`` loads a private copy of ``libdownward.so`` (~1.5 MB) that is never freed:
   unloading it (``fast_downward.close_lib``) makes the next ``PddlEnv`` crash in ``dlopen``. So an
   engine is made once per Gymnasium env and reused for every episode and game.
+* textworld parses the same grammar rules and queries with TatSu again at every step (most of a
+  step's time), and a load and a reset each translate the game's PDDL to SAS twice. Both are pure
+  functions of their text, so the first engine made in a process caches them
+  (:func:`_install_caches`); :func:`uncached` restores textworld's own functions, the reference.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 from collections.abc import Iterator
@@ -22,6 +27,9 @@ from typing import Any
 
 WELCOME_BANNER = "-= Welcome to TextWorld, ALFRED! =-"
 TASK_PREFIX = "Your task is to: "
+PARSE_CACHE_SIZE = 8192  # distinct (text, rule) parses kept: the grammar's rules and queries, well under this
+SAS_CACHE_SIZE = 64  # PDDL -> SAS translations kept (two per game): the games of a few rollout groups
+_caches_installed = False
 
 
 @contextlib.contextmanager
@@ -50,6 +58,67 @@ def task_from_intro(intro: str) -> str:
     return intro[start + len(TASK_PREFIX):].strip()
 
 
+class _CachedParser:
+    """A TatSu parser that keeps each parse tree per (text, settings): textworld's converters only
+    read the tree, so one tree serves every later parse of the same text."""
+
+    def __init__(self, parser) -> None:
+        self.uncached = parser
+        self._parse = functools.lru_cache(maxsize=PARSE_CACHE_SIZE)(self._parse_text)
+
+    def _parse_text(self, text: str, settings: tuple) -> Any:
+        return self.uncached.parse(text, **dict(settings))
+
+    def parse(self, text, /, **settings) -> Any:
+        if not isinstance(text, str) or settings.get("trace"):
+            return self.uncached.parse(text, **settings)
+        return self._parse(text, tuple(sorted(settings.items())))
+
+
+def _parser_modules() -> tuple:
+    import textworld.envs.pddl.logic
+    import textworld.envs.pddl.textgen
+    import textworld.logic
+
+    return textworld.logic, textworld.envs.pddl.logic, textworld.envs.pddl.textgen
+
+
+def _install_caches() -> None:
+    """Cache textworld's TatSu parses and fast-downward's PDDL -> SAS translation, once per process.
+
+    A cached translation returns the same task object to every engine: textworld only reads it (its
+    actions, types, objects and initial facts); each engine's planner library loads its own SAS text.
+    """
+    global _caches_installed
+    if _caches_installed:
+        return
+    import fast_downward
+
+    for module in _parser_modules():
+        module._PARSER = _CachedParser(module._PARSER)
+    fast_downward.pddl2sas = functools.lru_cache(maxsize=SAS_CACHE_SIZE)(fast_downward.pddl2sas)
+    _caches_installed = True
+
+
+@contextlib.contextmanager
+def uncached() -> Iterator[None]:
+    """textworld's own parsers and translation inside the block (engines made before or inside it)."""
+    import fast_downward
+
+    _install_caches()
+    modules = _parser_modules()
+    cached = [module._PARSER for module in modules], fast_downward.pddl2sas
+    for module in modules:
+        module._PARSER = module._PARSER.uncached
+    fast_downward.pddl2sas = fast_downward.pddl2sas.__wrapped__
+    try:
+        yield
+    finally:
+        for module, parser in zip(modules, cached[0]):
+            module._PARSER = parser
+        fast_downward.pddl2sas = cached[1]
+
+
 class AlfredEngine:
     """A TextWorld ``PddlEnv`` wrapped by ALFWorld's ``AlfredDemangler``, reused across games."""
 
@@ -60,6 +129,7 @@ class AlfredEngine:
         from alfworld.agents.environment.alfred_tw_env import AlfredDemangler
         from textworld.envs.pddl import PddlEnv
 
+        _install_caches()
         infos = textworld.EnvInfos(admissible_commands=True, won=True, extras=["walkthrough"])
         self._pddl_env = PddlEnv(infos)
         self._env = AlfredDemangler(self._pddl_env, shuffle=False)
