@@ -26,9 +26,26 @@ def token_logprobs(logits: torch.Tensor, token_ids: torch.Tensor, temperature: f
     return torch.cat([picked.new_zeros(picked.shape[0], 1), picked], dim=1)  # [B, T]
 
 
+def right_padded_logits(model: torch.nn.Module, input_ids: torch.Tensor,
+                        logits_to_keep: int | torch.Tensor = 0) -> torch.Tensor:
+    """Logits [B, T', V] of right-padded rows [B, T] from one forward without an attention mask.
+
+    Under causal attention no real token reaches the padding after it, so the logits of real
+    tokens are those of the masked forward (:func:`sequence_logprobs`, the reference) and attention
+    takes its faster causal path. ``logits_to_keep`` as transformers reads it: the last n columns
+    (0: all of them) or a tensor of column indices.
+    """
+    device = next(model.parameters()).device
+    return model(input_ids=input_ids.to(device), use_cache=False, logits_to_keep=logits_to_keep).logits
+
+
 def sequence_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                       temperature: float = 1.0) -> torch.Tensor:
-    """One forward of right-padded rows [B, T] -> token log-probs [B, T] (on the model's device)."""
+    """One masked forward of right-padded rows [B, T] -> token log-probs [B, T] (on the model's device).
+
+    The reference :func:`right_padded_logits` is tested against. SFT keeps it: the unmasked forward
+    differs by rounding, which would change the start models the archived benchmarks were trained from.
+    """
     device = next(model.parameters()).device
     input_ids = input_ids.to(device)
     logits = model(input_ids=input_ids, attention_mask=attention_mask.to(device), use_cache=False).logits  # [B, T, V]

@@ -37,7 +37,7 @@ from stepopsd.checkpoint import restore_latest, save_checkpoint, usable_checkpoi
 from stepopsd.config import OptimConfig, TrainConfig, save_train_config
 from stepopsd.evaluate import evaluate_policy, make_eval_envs
 from stepopsd.health import health_alarms
-from stepopsd.logprobs import sequence_logprobs, tempered, token_logprobs
+from stepopsd.logprobs import right_padded_logits, tempered, token_logprobs
 from stepopsd.metrics import MetricsLogger, truncate_metrics
 from stepopsd.policy import Policy, encode, load_policy
 from stepopsd.rollout import make_envs, rollout, rollout_stats
@@ -327,10 +327,7 @@ def _micro_loss(config: TrainConfig, model, batch: PolicyBatch, rows: torch.Tens
     # Columns before the first trainable token carry no loss: logits only from the one before it on
     # (an LLM's [r, L', V] logits over a long prompt are most of a micro-batch's memory)
     start = _first_scored_column(micro.trainable_mask)
-    # Rows are right-padded, so under the causal mask alone no real token sees padding: the logits
-    # of real tokens are those of the masked forward, and attention takes its faster causal path
-    logits = model(input_ids=micro.input_ids.to(device), use_cache=False,
-                   logits_to_keep=width - start).logits  # [r, L' - start, V]
+    logits = right_padded_logits(model, micro.input_ids, logits_to_keep=width - start)  # [r, L' - start, V]
     scored = slice(start, width)
     return policy_loss(
         token_logprobs(logits, micro.input_ids[:, scored].to(device), temperature),
@@ -359,8 +356,9 @@ def _row_logprobs(model, batch: PolicyBatch, temperature: float, rows_per_pass: 
     logprobs = torch.zeros(batch.input_ids.shape)  # [R, L]
     for rows in torch.arange(batch.num_rows).split(rows_per_pass):
         chunk = batch.select(rows)  # as in the policy's micro-batches: no forward over padding
-        logprobs[rows, :chunk.input_ids.shape[1]] = sequence_logprobs(
-            model, chunk.input_ids, chunk.attention_mask, temperature).cpu()
+        logits = right_padded_logits(model, chunk.input_ids)  # [r, L', V]
+        logprobs[rows, :chunk.input_ids.shape[1]] = token_logprobs(logits, chunk.input_ids.to(logits.device),
+                                                                   temperature).cpu()
     return logprobs
 
 

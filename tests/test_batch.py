@@ -55,3 +55,23 @@ def test_select_cuts_rows_to_the_longest_chosen_one():
     assert short_only.row_trajectory.tolist() == [1]
     both = batch.select(torch.tensor([1, 0]))
     assert both.input_ids.shape == (2, 106) and torch.equal(both.input_ids[1], batch.input_ids[0])
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_right_padded_logits_are_the_masked_forwards_on_real_tokens(attention):
+    """The unmasked forward of right-padded rows (policy update, KL reference, teacher windows) gives
+    every real token the log-prob of the masked reference; logits_to_keep keeps the last columns."""
+    from algo_fixtures import tiny_qwen3
+    from stepopsd.logprobs import right_padded_logits, sequence_logprobs, token_logprobs
+
+    model = tiny_qwen3(seed=0, attn_implementation=attention)
+    batch = build_batch([FULL, SHORT], [_advantages(FULL, 2.0), _advantages(SHORT, -1.0)], pad_id=7)
+    real = batch.attention_mask.bool()  # [R, L]
+    assert not real.all()  # SHORT's row is padded
+    with torch.no_grad():
+        reference = sequence_logprobs(model, batch.input_ids, batch.attention_mask, temperature=0.7)  # [R, L]
+        unmasked = token_logprobs(right_padded_logits(model, batch.input_ids), batch.input_ids, 0.7)  # [R, L]
+        last = right_padded_logits(model, batch.input_ids, logits_to_keep=30)  # [R, 30, V]
+    torch.testing.assert_close(unmasked[real], reference[real], atol=1e-5, rtol=0)
+    assert not torch.allclose(unmasked[~real], reference[~real], atol=1e-3)  # padding itself is scored otherwise
+    torch.testing.assert_close(token_logprobs(last, batch.input_ids[:, -30:], 0.7)[:, 1:], unmasked[:, -29:])

@@ -38,7 +38,7 @@ from transformers import DynamicCache
 from stepopsd.algo.hindsight import hindsight_text
 from stepopsd.algo.segment import target_mask_and_step_ids, token_kinds
 from stepopsd.config import AlgorithmConfig
-from stepopsd.logprobs import token_logprobs
+from stepopsd.logprobs import right_padded_logits, token_logprobs
 from stepopsd.trajectory import Trajectory, group_trajectories
 
 Tokenize = Callable[[str], Sequence[int]]
@@ -97,9 +97,7 @@ def _score_windows_as_rows(model, token_ids: torch.Tensor, windows: Sequence[Sco
     input_ids = right_pad(rows, width, 0)  # [R, W]
     keep_from = min(firsts) - 1  # logits needed from here on (min first is >= 1)
     device = _device(model)
-    # Right padding: under the causal mask alone no real token sees padding (no attention mask needed)
-    logits = model(input_ids=input_ids.to(device), use_cache=False,
-                   logits_to_keep=torch.arange(keep_from, width, device=device)).logits  # [R, W - keep_from, V]
+    logits = right_padded_logits(model, input_ids, torch.arange(keep_from, width, device=device))  # [R, W - keep_from, V]
     scored = _scored_logprobs(logits, input_ids[:, keep_from:].to(device), temperature).cpu()  # [R, W - keep_from - 1]
     return [scored[r, first - keep_from - 1:len(row) - keep_from - 1] for r, (row, first) in enumerate(zip(rows, firsts))]
 
