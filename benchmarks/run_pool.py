@@ -152,6 +152,9 @@ def _init_worker(threads: int) -> None:
 
     import torch
 
+    from stepopsd.allocator import keep_freed_memory
+
+    keep_freed_memory()
     torch.set_num_threads(threads)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 

@@ -28,7 +28,10 @@ app.add_typer(audit_cmd.app)
 def main() -> None:
     import warnings
 
+    from stepopsd.allocator import keep_freed_memory
+
     warnings.formatwarning = _one_line_warning
+    keep_freed_memory()
     app()
 
 

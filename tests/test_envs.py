@@ -27,6 +27,21 @@ def test_check_env_passes(env_id):
     env.close()
 
 
+def test_envs_share_the_text_charset_tables_but_each_space_samples_on_its_own():
+    """Every env's Text spaces are copies of one built per process (its 55k-character tables take
+    about 20 ms to build): equal spaces, one lookup table, a sampling generator per space."""
+    first, second = (gymnasium.make("stepopsd/FetchItem-v0").unwrapped for _ in range(2))
+    assert first.observation_space == second.observation_space == first.action_space
+    assert first.action_space._char_index is second.action_space._char_index
+    first.action_space.seed(0)
+    expected = [first.action_space.sample() for _ in range(3)]
+    first.action_space.seed(0)
+    second.action_space.seed(1)
+    assert [first.action_space.sample() for _ in range(3)] == expected  # the other space's seed leaves it alone
+    assert first.observation_space.np_random is not first.action_space.np_random
+    assert first.action_space.contains("Ok, \u00e9t\u00e9: fine.\n") and not first.action_space.contains("\ud800")
+
+
 def test_fetch_expert_wins_every_scene_and_random_mostly_fails():
     env = gymnasium.make("stepopsd/FetchItem-v0")
     expert = [play_text_episode(env, expert_output_fn(env), seed=s) for s in range(30)]
