@@ -97,9 +97,12 @@ def _teacher(model: Path | None):
     if model is None:
         typer.echo("no teacher model: auditing grpo, oracle and gigpo only (pass --model for the hindsight arms)")
         return None, None
-    from stepopsd.policy import encode, load_policy
+    from stepopsd.policy import ModelFolderError, encode, load_policy
 
     if not (model / "config.json").is_file():
         fail(f"{model} is not a model folder (no config.json)")
-    policy = load_policy(model)
+    try:
+        policy = load_policy(model)
+    except ModelFolderError as error:
+        fail(str(error))
     return policy.model, lambda text: encode(policy, text)

@@ -49,17 +49,24 @@ def evaluate(
     from rich.console import Console
 
     from stepopsd.evaluate import evaluate_seeds, format_table, save_evaluation
-    from stepopsd.policy import load_policy
+    from stepopsd.policy import ModelFolderError, load_policy
+    from stepopsd.terminal import episode_errors, errors_summary
 
     try:
         policy = load_policy(model_dir, dtype=train_config.model.dtype)
-    except (OSError, ValueError) as error:
-        fail(f"could not load a model from {model_dir}: {error}")
+    except ModelFolderError as error:
+        fail(str(error))
     evaluation = evaluate_seeds(policy, train_config, seeds=seeds, temperature=temperature, progress=True)
+    errors, episodes_played = episode_errors(evaluation.trajectories), len(evaluation.trajectories)
+    if errors and len(errors) == episodes_played:  # nothing was evaluated: no table, no results to mistake for a 0%
+        fail(f"{errors_summary(errors, episodes_played)}; nothing was evaluated, nothing written", exit_code=1)
     results_path, trajectories_path = save_evaluation(evaluation, out, model=str(model_dir), split=split)
     rows = {"mean": evaluation.mean, "std": evaluation.std} if seeds > 1 else {"success": evaluation.mean}
-    title = f"{evaluation.env_id} success (%), {len(evaluation.trajectories)} episodes, {seeds} seed(s)"
+    title = f"{evaluation.env_id} success (%), {episodes_played} episodes, {seeds} seed(s)"
     Console().print(format_table(rows, title))
+    if errors:
+        typer.echo(f"warning: {errors_summary(errors, episodes_played)}; they count as failures "
+                   "(results.json: env_errors)", err=True)
     typer.echo(f"wrote {results_path} and {trajectories_path}")
 
 

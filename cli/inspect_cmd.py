@@ -90,18 +90,20 @@ def _terminal_view(traj, decode):
     from rich.text import Text
 
     from stepopsd.inspect_view import credit_of, relative_credit, step_credits
+    from stepopsd.terminal import safe_text, visible_controls
 
     credit = credit_of(traj)
     outcome = credit["outcome_advantage"]
-    table = Table("step", "action", "mean Δ", "mean A~", "A~/A - 1",
-                  title=f"{traj.trajectory_id}  {'success' if traj.success else 'failure'}  GRPO A = {outcome:+.3f}")
+    title = f"{traj.trajectory_id}  {'success' if traj.success else 'failure'}  GRPO A = {outcome:+.3f}"
+    table = Table("step", "action", "mean Δ", "mean A~", "A~/A - 1", title=safe_text(title))
     for row in step_credits(traj):
-        table.add_row(str(row.index), row.action or "[red](invalid)[/]", f"{row.delta_mean:+.4f}",
-                      f"{row.advantage_mean:+.4f}", f"{relative_credit(row.advantage_mean, outcome):+.3f}")
+        table.add_row(str(row.index), safe_text(row.action) if row.action else Text("(invalid)", style="red"),
+                      f"{row.delta_mean:+.4f}", f"{row.advantage_mean:+.4f}",
+                      f"{relative_credit(row.advantage_mean, outcome):+.3f}")
     text = Text()
     for token_id, trainable, advantage in zip(traj.token_ids, traj.trainable_mask, credit["token_advantages"]):
         if trainable:
             relative = relative_credit(advantage, outcome)
             style = "on dark_green" if relative > 1e-6 else "on dark_red" if relative < -1e-6 else ""
-            text.append(decode(token_id), style=style)
+            text.append(visible_controls(decode(token_id)), style=style)
     return table, text

@@ -48,15 +48,24 @@ def rollout(
     check_env_id(env_id)
     check_env_kwargs(env_id, make_kwargs, "--env-kwargs")
     check_output_file(out, overwrite=overwrite)  # before any episode: a bad --out must not lose them
+    from stepopsd.terminal import episode_errors, errors_summary
+
     if model is None:
-        trajectories = _scripted(env_id, make_kwargs, policy, episodes, seed)
+        trajectories, errors = _scripted(env_id, make_kwargs, policy, episodes, seed)
+        episodes_played = len(trajectories) + len(errors)
     else:
         check_model_folder(model)
         trajectories = _model(env_id, make_kwargs, model, episodes, group, seed, temperature, max_new_tokens,
                               context_mode.value, history_steps, show_admissible_actions)
+        errors, episodes_played = episode_errors(trajectories), len(trajectories)
+    if errors and len(errors) == episodes_played:
+        fail(f"{errors_summary(errors, episodes_played)}; nothing written", exit_code=1)
     save_trajectories(trajectories, out)
     wins = sum(t.success for t in trajectories)
     typer.echo(f"wrote {len(trajectories)} trajectories to {out}: {wins}/{len(trajectories)} successful")
+    if errors:
+        typer.echo(f"warning: {errors_summary(errors, episodes_played)}"
+                   + ("; those are not written" if model is None else "; they count as failures"), err=True)
 
 
 def _json_object(text: str, option: str) -> dict:
@@ -73,19 +82,21 @@ def _json_object(text: str, option: str) -> dict:
 
 
 def _scripted(env_id: str, make_kwargs: dict, policy: ScriptedPolicy, episodes: int, seed: int):
+    """(trajectories of the episodes that finished, errors of those the env ended by raising)."""
     from rich.progress import track
 
     from stepopsd.episodes import expert_output_fn, play_text_episode, random_output_fn
 
     env = make_env(env_id, **make_kwargs)
     output_fn = expert_output_fn(env) if policy == ScriptedPolicy.scripted else random_output_fn(env, seed)
-    try:
-        return [
-            play_text_episode(env, output_fn, seed=seed + i, group_id=i, trajectory_id=f"{env_id}/{seed + i}")
-            for i in track(range(episodes), description=f"{env_id} ({policy.value})")
-        ]
-    except ValueError as error:  # e.g. an env without an expert
-        fail(str(error))
+    trajectories, errors = [], []
+    for i in track(range(episodes), description=f"{env_id} ({policy.value})"):
+        try:
+            trajectories.append(play_text_episode(env, output_fn, seed=seed + i, group_id=i,
+                                                  trajectory_id=f"{env_id}/{seed + i}"))
+        except Exception as error:  # a broken env (or one without an expert) ends this episode only, as in rollout()
+            errors.append(f"{type(error).__name__}: {error}")
+    return trajectories, errors
 
 
 def _model(env_id: str, make_kwargs: dict, model: Path, episodes: int, group: int, seed: int, temperature: float,
@@ -101,11 +112,11 @@ def _model(env_id: str, make_kwargs: dict, model: Path, episodes: int, group: in
     if max_new_tokens >= config.max_context_tokens:
         fail(f"--max-new-tokens must stay below the context limit ({config.max_context_tokens}), got {max_new_tokens}")
     envs = [make_env(env_id, **make_kwargs) for _ in range(episodes * group)]
-    from stepopsd.policy import load_policy
+    from stepopsd.policy import ModelFolderError, load_policy
     from stepopsd.rollout import Task, rollout
 
     try:
         policy = load_policy(model)
-    except (OSError, ValueError) as error:
-        fail(f"could not load a model from {model}: {error}")
+    except ModelFolderError as error:
+        fail(str(error))
     return rollout(policy, envs, [Task(seed=seed + i) for i in range(episodes)], config, progress=True)

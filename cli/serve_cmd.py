@@ -28,9 +28,18 @@ def serve_retriever(
         "127.0.0.1"),
     port: Annotated[int, typer.Option(help="TCP port, 0..65535 (0: a free one, printed).")] = 8765,
     threads: Annotated[int, typer.Option(min=1, help="Search threads per batch.")] = 2,
+    max_request_bytes: Annotated[int | None, typer.Option(
+        min=1, help="Refuse (HTTP 413) a request body over this many bytes (default: 8 MiB).")] = None,
+    search_timeout: Annotated[float | None, typer.Option(
+        min=0.001, help="Answer HTTP 503 when one batch searches longer, in seconds (default: 60).")] = None,
 ) -> None:
     """Serve batched searches over HTTP: POST /search {"queries": [...], "top_k": 3}."""
-    from stepopsd_envs.searchqa.server import ServeAddressError, listen, listener_url, serve
+    import dataclasses
+
+    from stepopsd_envs.searchqa.server import ServeAddressError, ServerLimits, listen, listener_url, serve
+
+    given = {"max_body_bytes": max_request_bytes, "search_timeout_s": search_timeout}
+    limits = dataclasses.replace(ServerLimits(), **{key: value for key, value in given.items() if value is not None})
 
     try:
         listener = listen(host, port)  # bound before the slow index load, and before "serving" is printed
@@ -45,4 +54,4 @@ def serve_retriever(
         listener.close()
         fail(str(error))
     typer.echo(f"serving {kind.value} retrieval over {num_passages} passages on {listener_url(listener)}", err=True)
-    serve(retriever, num_passages=num_passages, listener=listener)
+    serve(retriever, num_passages=num_passages, listener=listener, limits=limits)

@@ -54,14 +54,14 @@ def sft_command(
     check_env_kwargs(config.env.env_id, config.env.train_kwargs, "env.train_kwargs")
     from rich.progress import Progress
 
-    from stepopsd.policy import load_policy
+    from stepopsd.policy import ModelFolderError, load_policy
     from stepopsd.lab.sft import save_policy
     from stepopsd.lab.warm_start import ExpertEpisodes, sft_phases, sft_warm_start
 
     try:
         policy = load_policy(model, dtype=config.model.dtype)
-    except (OSError, ValueError) as error:
-        fail(f"could not load a model from {model}: {error}")
+    except ModelFolderError as error:  # one line naming the folder
+        fail(str(error))
     phases = sft_phases(config)
     experts = ExpertEpisodes()
     for number, phase in enumerate(phases, start=1):

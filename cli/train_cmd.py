@@ -3,13 +3,14 @@
 A short ``--help``: the knobs people turn have their own option; every other config field is
 set with ``--set KEY=VALUE``. Precedence: defaults < ``--config`` < ``--set`` < named options.
 Everything checkable is checked before any work: the config's ranges, the env id and options (and what the run reads from the env),
-the model folder and the run folder (a run there needs ``--resume`` or ``--overwrite``).
+the model folder and the run folder (a run there needs ``--resume`` or ``--overwrite``; no other process may run there).
+Ctrl-C stops the run with the command that resumes it (exit code 130).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
@@ -69,16 +70,33 @@ def train(
         fail(str(error))
     except NonFiniteError as error:
         fail(str(error), exit_code=1)
+    except KeyboardInterrupt:
+        _interrupted(out)
     before, after = summary.get("success_before", {}), summary.get("success_after", {})
     if before:
         typer.echo(f"success before RL: {before.get('All', float('nan')):.1f}%")
     typer.echo(f"success after RL:  {after.get('All', float('nan')):.1f}%   (run: {out})")
 
 
+def _interrupted(out: Path) -> NoReturn:
+    """Say how to resume a run stopped by Ctrl-C, and exit 130 (the shell's code for SIGINT)."""
+    import shlex
+
+    from stepopsd.run_dir import RunDir
+
+    saved = RunDir(out).config_toml
+    if saved.is_file():
+        typer.echo(f"interrupted; resume with: stepopsd train --config {shlex.quote(str(saved))} "
+                   f"--out {shlex.quote(str(out))} --resume", err=True)
+    else:
+        typer.echo(f"interrupted before the run in {out} started; nothing to resume", err=True)
+    raise typer.Exit(130)
+
+
 def _check_before_work(config, out: Path, *, resume: bool, overwrite: bool) -> None:
     """What would otherwise fail (or destroy a run) minutes in: env id and options, what the run reads
     from the env (its expert, step labels, ...), model folder, run folder."""
-    from stepopsd.run_dir import RunDir, RunFolderError, check_run_folder
+    from stepopsd.run_dir import RunDir, RunFolderError, check_not_in_use, check_run_folder
     from stepopsd.train import EnvSetupError, check_training_env
 
     check_env_id(config.env.env_id, "env.env_id")
@@ -91,6 +109,7 @@ def _check_before_work(config, out: Path, *, resume: bool, overwrite: bool) -> N
     if config.model.path:
         check_model_folder(config.model.path, "model.path")
     try:
+        check_not_in_use(RunDir(out))
         check_run_folder(RunDir(out), config, resume=resume, overwrite=overwrite)
     except RunFolderError as error:
         fail(str(error))

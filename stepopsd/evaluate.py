@@ -27,6 +27,7 @@ from stepopsd.episodes import OutputFn, play_text_episode
 from stepopsd.policy import Policy, SamplingConfig
 from stepopsd.rollout import Task, make_envs, rollout_in_chunks
 from stepopsd.tasks import ENVS_AT_ONCE, game_tasks
+from stepopsd.terminal import episode_errors, safe_text
 from stepopsd.trajectory import Trajectory
 from stepopsd.trajectory_io import save_trajectories
 from stepopsd_envs.plugins import env_class
@@ -40,10 +41,12 @@ EVAL_SEED_OFFSET = 10_000_000  # evaluation scenes never coincide with training 
 def success_table(trajectories: Sequence[Trajectory], columns: Sequence[str] = (),
                   total_label: str = "All") -> dict[str, float]:
     """Success rate (%) per ``task_type`` in ``columns`` order (types seen but not listed are
-    appended), then ``total_label`` over all trajectories. Empty columns are NaN."""
+    appended), then ``total_label`` over all trajectories. Empty columns are NaN; an episode
+    without a task type (an env that failed at reset) counts in the total only."""
     by_type: dict[str, list[bool]] = {column: [] for column in columns if column != total_label}
     for traj in trajectories:
-        by_type.setdefault(traj.task_type, []).append(traj.success)
+        if traj.task_type:
+            by_type.setdefault(traj.task_type, []).append(traj.success)
     table = {name: _percent(outcomes) for name, outcomes in by_type.items()}
     table[total_label] = _percent([t.success for t in trajectories])
     return table
@@ -59,13 +62,18 @@ def table_columns(env_id: str) -> list[str]:
 
 
 def format_table(rows: Mapping[str, Mapping[str, float]], title: str = ""):
-    """A rich Table: one row per entry of ``rows`` (e.g. a method, or mean and std), "-" for NaN."""
+    """A rich Table: one row per entry of ``rows`` (e.g. a method, or mean and std), "-" for NaN
+    (a column without episodes, said in the caption)."""
     from rich.table import Table
 
     columns = list(next(iter(rows.values()), {}))
-    rendered = Table("", *columns, title=title or None)
+    empty = any(math.isnan(table[c]) for table in rows.values() for c in columns)
+    rendered = Table("", title=safe_text(title) if title else None,
+                     caption="-: no episodes of that type" if empty else None)
+    for column in columns:
+        rendered.add_column(safe_text(column))
     for name, table in rows.items():
-        rendered.add_row(name, *("-" if table[c] != table[c] else f"{table[c]:.1f}" for c in columns))
+        rendered.add_row(safe_text(name), *("-" if math.isnan(table[c]) else f"{table[c]:.1f}" for c in columns))
     return rendered
 
 
@@ -153,15 +161,22 @@ def evaluate_seeds(policy: Policy, config: TrainConfig, *, seeds: int, temperatu
 
 
 def save_evaluation(evaluation: SeedsEvaluation, out_dir: Path, **header) -> tuple[Path, Path]:
-    """``out_dir/results.json`` (``header`` first, then the tables) and ``out_dir/trajectories.jsonl``."""
+    """``out_dir/results.json`` (``header`` first, then the tables; a column without episodes is null)
+    and ``out_dir/trajectories.jsonl``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path, trajectories_path = out_dir / "results.json", out_dir / "trajectories.jsonl"
     save_trajectories(evaluation.trajectories, trajectories_path)
     results = {**header, "env": evaluation.env_id, "seeds": len(evaluation.per_seed),
                "temperature": evaluation.temperature, "episodes": len(evaluation.trajectories),
-               "success_mean": evaluation.mean, "success_std": evaluation.std, "per_seed": evaluation.per_seed}
-    results_path.write_text(json.dumps(results, indent=2))
+               "env_errors": len(episode_errors(evaluation.trajectories)),
+               "success_mean": _nan_to_null(evaluation.mean), "success_std": _nan_to_null(evaluation.std),
+               "per_seed": [_nan_to_null(table) for table in evaluation.per_seed]}
+    results_path.write_text(json.dumps(results, indent=2, allow_nan=False))
     return results_path, trajectories_path
+
+
+def _nan_to_null(table: dict[str, float]) -> dict[str, float | None]:
+    return {column: None if math.isnan(value) else value for column, value in table.items()}
 
 
 # --------------------------------------------------------------------------- text policies

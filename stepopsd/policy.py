@@ -49,18 +49,28 @@ class Policy:
         return tuple(sorted(i for i in ids if i is not None))
 
 
+class ModelFolderError(ValueError):
+    """A model folder (or hub id) that cannot be a policy: unreadable, not a causal LM, no tokenizer or no
+    chat template; one line naming it."""
+
+
 def load_policy(path: str | Path, *, dtype: str = "float32", device: str = "cpu", device_map: str | None = None,
                 lora_rank: int = 0, lora_alpha: int = 16, enable_thinking: bool | None = None) -> Policy:
     """Load any causal LM + tokenizer with ``from_pretrained`` (local folder or hub id).
 
+    Raises :class:`ModelFolderError` (a ``ValueError``), before the weights load where it can: the
+    folder is not a causal LM with a tokenizer and a chat template, or cannot be read.
     ``lora_rank > 0`` wraps the model in peft LoRA adapters on the attention projections.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     torch_dtype = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
                    "bf16": torch.bfloat16, "float16": torch.float16}[dtype]
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype, device_map=device_map)
+    model_config = _from_pretrained(AutoConfig, path)
+    _check_causal_lm(model_config, path)
+    tokenizer = _from_pretrained(AutoTokenizer, path)
+    _check_tokenizer(tokenizer, model_config, path)
+    model = _from_pretrained(AutoModelForCausalLM, path, config=model_config, dtype=torch_dtype, device_map=device_map)
     if device_map is None:
         model.to(device)
     if tokenizer.pad_token_id is None:
@@ -68,6 +78,43 @@ def load_policy(path: str | Path, *, dtype: str = "float32", device: str = "cpu"
     if lora_rank > 0:
         model = _add_lora(model, lora_rank, lora_alpha)
     return Policy(model=model, tokenizer=tokenizer, enable_thinking=enable_thinking)
+
+
+def _from_pretrained(auto_class, path: str | Path, **kwargs):
+    from safetensors import SafetensorError
+
+    try:
+        return auto_class.from_pretrained(str(path), **kwargs)
+    except (OSError, ValueError, SafetensorError) as error:  # a missing or damaged file, an unknown hub id or type
+        raise ModelFolderError(f"could not load a model from {path}: {' '.join(str(error).split())}") from error
+
+
+def _check_causal_lm(model_config, path: str | Path) -> None:
+    """Raise :class:`ModelFolderError` unless config.json names a causal-LM class (or none at all)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    causal = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+    # AutoModelForCausalLM would load an encoder such as BertModel as BertLMHeadModel with untrained
+    # heads; the classes the folder was saved as say what it is
+    architectures = model_config.architectures or []
+    if architectures and not any(name in causal or name.endswith("ForCausalLM") for name in architectures):
+        raise ModelFolderError(f"{path} holds a {', '.join(architectures)}, not a causal language model "
+                               "(config.json architectures); give a ...ForCausalLM model folder")
+
+
+def _check_tokenizer(tokenizer, model_config, path: str | Path) -> None:
+    """Raise :class:`ModelFolderError` when the tokenizer is empty, has no chat template, or has
+    ids past the model's embedding table."""
+    if len(tokenizer.get_vocab()) <= len(tokenizer.added_tokens_decoder):
+        raise ModelFolderError(f"{path} has no tokenizer (its vocabulary is empty: no tokenizer.json, vocab or "
+                               "tokenizer.model); copy the tokenizer files of the model it was trained from into it")
+    if not tokenizer.chat_template:
+        raise ModelFolderError(f"{path}: the tokenizer has no chat template (chat_template.jinja or "
+                               "tokenizer_config.json's chat_template); stepopsd prompts every model through it")
+    vocab_size = getattr(model_config.get_text_config(), "vocab_size", None)
+    if vocab_size is not None and len(tokenizer) > vocab_size:
+        raise ModelFolderError(f"{path}: the tokenizer has {len(tokenizer)} tokens but the model's embedding only "
+                               f"{vocab_size}; the tokenizer belongs to another model")
 
 
 def _add_lora(model, rank: int, alpha: int):

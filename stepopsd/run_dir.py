@@ -6,6 +6,10 @@ inspect read it).
     RUN/tiny_model/          the built tiny model         RUN/sft_model/      the SFT warm start
     RUN/checkpoints/iter-N/  accelerate states            RUN/final_model/    save_pretrained after RL
     RUN/trajectories/iter-N.jsonl  dumped trajectories with their credit
+    RUN/.lock                held by the process running there (:func:`run_lock`)
+
+Models, checkpoints and trajectory files are written beside their place as ``.tmp-NAME`` and moved
+into it when whole (:func:`written_whole`), so a kill or a full disk never leaves half of one.
 
 >>> RunDir("runs/quickstart").trajectories_file(15).as_posix()
 'runs/quickstart/trajectories/iter-000015.jsonl'
@@ -13,7 +17,11 @@ inspect read it).
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +77,7 @@ class RunDir:
 
     def partial_checkpoint(self, iteration: int) -> Path:
         """Where a checkpoint is written before its atomic rename to :meth:`checkpoint`."""
-        return self.checkpoints / f".tmp-iter-{iteration:06d}"
+        return partial_path(self.checkpoint(iteration))
 
     @property
     def trajectories(self) -> Path:
@@ -77,6 +85,11 @@ class RunDir:
 
     def trajectories_file(self, iteration: int) -> Path:
         return self.trajectories / f"iter-{iteration:06d}.jsonl"
+
+    @property
+    def lock(self) -> Path:
+        """The file :func:`run_lock` locks; not in :attr:`written`, so clearing a run keeps it."""
+        return self.root / ".lock"
 
     @property
     def written(self) -> tuple[Path, ...]:
@@ -88,6 +101,40 @@ class RunDir:
     def of_trajectories_file(cls, path: str | Path) -> RunDir:
         """The run that dumped ``RUN/trajectories/iter-N.jsonl``."""
         return cls(Path(path).resolve().parent.parent)
+
+
+def partial_path(path: Path) -> Path:
+    """Where ``path`` is written before it is moved into place: ``.tmp-NAME`` beside it."""
+    return path.with_name(f".tmp-{path.name}")
+
+
+@contextmanager
+def written_whole(path: str | Path) -> Iterator[Path]:
+    """Yield :func:`partial_path` to write a file or a folder to; it replaces ``path`` only when the
+    block ends without error. A kill or a full disk mid-write leaves ``path`` as it was: never half a
+    model folder, which would pass for a whole one (``config.json`` is written first).
+
+    >>> with written_whole(run.tiny_model) as partial:   # doctest: +SKIP
+    ...     model.save_pretrained(partial)
+    """
+    path = Path(path)
+    partial = partial_path(path)
+    _remove(partial)  # left by a killed write
+    try:
+        yield partial
+    except BaseException:
+        _remove(partial)
+        raise
+    if path.is_dir():
+        shutil.rmtree(path)
+    os.replace(partial, path)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def check_model_source(path: str | Path) -> None:
@@ -120,7 +167,42 @@ def resolve_model(path: str | Path) -> tuple[Path, Path | None]:
 
 
 class RunFolderError(ValueError):
-    """A run folder cannot take a run as asked: it holds another run, or a resumed run's config differs."""
+    """A run folder cannot take a run as asked: it holds another run, a resumed run's config differs, or
+    another process runs there."""
+
+
+@contextmanager
+def run_lock(run: RunDir) -> Iterator[None]:
+    """Hold an exclusive lock on ``run`` (``flock`` on ``RUN/.lock``, which records this PID) for the
+    block, creating the folder. Raises :class:`RunFolderError` when another process holds it; the
+    kernel drops a dead process's lock, so a killed run leaves its folder free."""
+    try:
+        run.root.mkdir(parents=True, exist_ok=True)
+        handle = open(run.lock, "a+", encoding="utf-8")
+    except OSError as error:
+        raise RunFolderError(f"cannot lock {run.lock} ({error.strerror}); choose another --out") from None
+    with handle:
+        _lock_or_raise(run, handle)
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+
+
+def check_not_in_use(run: RunDir) -> None:
+    """Raise :class:`RunFolderError` when another process holds ``run``'s :func:`run_lock` (writes nothing)."""
+    if run.lock.is_file():
+        with open(run.lock, encoding="utf-8") as handle:
+            _lock_or_raise(run, handle)
+
+
+def _lock_or_raise(run: RunDir, handle) -> None:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        raise RunFolderError(f"{run.root} is in use by PID {handle.read().strip() or '?'}; wait for that run to end, "
+                             "or choose another --out") from None
 
 
 def check_run_folder(run: RunDir, config, *, resume: bool = False, overwrite: bool = False) -> None:
@@ -137,7 +219,7 @@ def check_run_folder(run: RunDir, config, *, resume: bool = False, overwrite: bo
         raise RunFolderError(f"{run.root} is a file; the run needs a folder (--out)")
     present = [path.name for path in run.written if path.exists()]
     if not present:
-        if run.root.is_dir() and any(run.root.iterdir()):
+        if run.root.is_dir() and any(path != run.lock for path in run.root.iterdir()):
             raise RunFolderError(f"{run.root} is not empty and holds no stepopsd run; choose a new or empty --out")
         return
     if overwrite:

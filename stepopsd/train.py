@@ -15,8 +15,10 @@ Distributed data parallel comes from ``accelerate`` only: run the same command u
 ``accelerate launch`` (DDP; FSDP / DeepSpeed through an accelerate config). Rank 0 alone
 writes files.
 
-Refused before any work: a folder holding another run (unless ``resume`` continues it with the
-same config, or ``overwrite`` deletes it), envs that cannot be made and envs that lack what the run
+Refused before any work: a folder another process runs in (rank 0 holds the folder's lock for
+the whole run), a folder holding another run (unless ``resume`` continues it with the same config,
+or ``overwrite`` deletes it), a checkpoint to resume from that holds a file only an unrestricted
+pickle load could read, envs that cannot be made and envs that lack what the run
 reads from them (:func:`training_needs`, checked by ``stepopsd_envs.contract.check_trainable_env``). Stopped mid-run: a
 non-finite gradient norm or weights (:class:`NonFiniteError`), before the step is applied or a
 checkpoint is written.
@@ -27,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -42,7 +45,7 @@ from stepopsd.lab.warm_start import prepare_start_model, start_model_needs  # th
 from stepopsd.metrics import MetricsLogger, truncate_metrics
 from stepopsd.policy import Policy, encode, load_policy
 from stepopsd.rollout import make_envs, rollout, rollout_stats
-from stepopsd.run_dir import RunDir, check_run_folder, clear_run
+from stepopsd.run_dir import RunDir, check_run_folder, clear_run, run_lock, written_whole
 from stepopsd.tasks import iteration_tasks, rank_share, seed_for
 from stepopsd.trajectory import Trajectory
 from stepopsd.trajectory_io import save_trajectories
@@ -63,14 +66,20 @@ def train(config: TrainConfig, out_dir: Path, *, resume: bool = False, overwrite
 
     ``out_dir`` must be new or empty, unless ``resume`` (continue the run there; its saved config
     must match in all but ``run.iterations``) or ``overwrite`` (delete the run there first):
-    :class:`~stepopsd.run_dir.RunFolderError` otherwise. Raises :class:`EnvSetupError` when the
-    envs cannot be made or lack what the run reads, and :class:`NonFiniteError` when training diverges.
+    :class:`~stepopsd.run_dir.RunFolderError` otherwise, and when another process runs there.
+    Raises :class:`EnvSetupError` when the envs cannot be made or lack what the run reads, and
+    :class:`NonFiniteError` when training diverges.
     """
     from accelerate import Accelerator
 
-    # ---- plumbing: checks before any work, run folder, start model, optimizer, resume -------------
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     run = RunDir(out_dir)
+    with run_lock(run) if accelerator.is_main_process else nullcontext():
+        return _train(config, run, accelerator, resume=resume, overwrite=overwrite)
+
+
+def _train(config: TrainConfig, run: RunDir, accelerator, *, resume: bool, overwrite: bool) -> dict:
+    # ---- plumbing: checks before any work, run folder, start model, optimizer, resume -------------
     is_main = accelerator.is_main_process
     check_run_folder(run, config, resume=resume, overwrite=overwrite)
     num_tasks = config.run.tasks_per_iteration
@@ -87,15 +96,15 @@ def train(config: TrainConfig, out_dir: Path, *, resume: bool = False, overwrite
                                   weight_decay=config.optim.weight_decay)
     model, optimizer = accelerator.prepare(policy.model, optimizer)
     state = TrainState()
-    accelerator.register_for_checkpointing(state)
-    if teacher.mode == "stale":
-        accelerator.register_for_checkpointing(teacher.model)
+    # Saved by stepopsd.checkpoint as JSON and safetensors: accelerate's register_for_checkpointing
+    # would load them with pickle, which runs whatever code a planted file holds
+    frozen_teacher = teacher.model if teacher.mode == "stale" else None
 
     logger = MetricsLogger(run, tensorboard=config.run.tensorboard, wandb_project=config.run.wandb_project) \
         if is_main else None
     summary: dict = {}
     if checkpoints:
-        checkpoint = restore_latest(accelerator, checkpoints)
+        checkpoint = restore_latest(accelerator, checkpoints, state, frozen_teacher)
         teacher.snapshot_step = state.teacher_snapshot_step
         if is_main:
             truncate_metrics(run.root, state.iteration)
@@ -152,7 +161,7 @@ def train(config: TrainConfig, out_dir: Path, *, resume: bool = False, overwrite
         if iteration == config.run.iterations or (
                 config.run.checkpoint_every and iteration % config.run.checkpoint_every == 0):
             _check_finite_weights(model, accelerator, iteration)
-            save_checkpoint(accelerator, run, iteration, keep_last=config.run.keep_checkpoints)
+            save_checkpoint(accelerator, run, iteration, state, frozen_teacher, keep_last=config.run.keep_checkpoints)
         if alarms and config.run.on_collapse == "stop":
             summary["stopped_early"] = f"iteration {iteration}: {'; '.join(alarms)}"
             if is_main:
@@ -166,8 +175,9 @@ def train(config: TrainConfig, out_dir: Path, *, resume: bool = False, overwrite
         env.close()
     summary["replica_checksums"] = _replica_checksums(model, accelerator)
     if is_main:
-        accelerator.unwrap_model(model).save_pretrained(run.final_model)
-        policy.tokenizer.save_pretrained(run.final_model)
+        with written_whole(run.final_model) as partial:
+            accelerator.unwrap_model(model).save_pretrained(partial)
+            policy.tokenizer.save_pretrained(partial)
         summary["final_model"] = str(run.final_model)
         run.summary_json.write_text(json.dumps(summary, indent=2))
         logger.close()
@@ -196,7 +206,6 @@ def _open_run(config: TrainConfig, run: RunDir, accelerator, *, resume: bool, ov
             print(f"--resume: no complete checkpoint in {run.root}; starting fresh")
         if not checkpoints:
             run.metrics_jsonl.unlink(missing_ok=True)  # a resumed run killed before its first checkpoint
-        run.root.mkdir(parents=True, exist_ok=True)
         save_train_config(config, run.config_toml)
     accelerator.wait_for_everyone()
     return checkpoints

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
+from stepopsd.run_dir import written_whole
 from stepopsd.trajectory import SCHEMA_VERSION, SchemaError, Span, SpanKind, Step, Trajectory
 
 def trajectory_to_dict(traj: Trajectory) -> dict:
@@ -123,9 +124,17 @@ def _checked(record, cls: type, path: str) -> dict:
 
 
 def save_trajectories(trajectories: Iterable[Trajectory], path: str | Path, *, append: bool = False) -> int:
-    """Write one trajectory per line; returns the number written."""
+    """Write one trajectory per line; returns the number written. A file replaced (not ``append``) is
+    written beside it and moved into place when whole."""
+    if append:
+        return _write_lines(trajectories, path, "a")
+    with written_whole(path) as partial:
+        return _write_lines(trajectories, partial, "w")
+
+
+def _write_lines(trajectories: Iterable[Trajectory], path: str | Path, mode: str) -> int:
     count = 0
-    with open(path, "a" if append else "w", encoding="utf-8") as handle:
+    with open(path, mode, encoding="utf-8") as handle:
         for traj in trajectories:
             handle.write(json.dumps(trajectory_to_dict(traj), ensure_ascii=False) + "\n")
             count += 1

@@ -29,16 +29,20 @@ class NonFiniteError(RuntimeError):
 
 @dataclass
 class TrainState:
-    """Counters restored on resume (registered with accelerate's checkpointing)."""
+    """Counters restored on resume (saved as JSON in every checkpoint: :mod:`stepopsd.checkpoint`)."""
 
     iteration: int = 0  # iterations completed
     optimizer_step: int = 0
     teacher_snapshot_step: int = 0  # optimizer step of the stale teacher's last refresh
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
 
     def load_state_dict(self, state: dict) -> None:
+        """Set every counter from ``state`` (read back from JSON); ValueError unless it holds exactly these integers."""
+        names = {field.name for field in dataclasses.fields(self)}
+        if not isinstance(state, dict) or set(state) != names or not all(type(v) is int for v in state.values()):
+            raise ValueError(f"the counters {state!r} are not the integers {sorted(names)}")
         for key, value in state.items():
             setattr(self, key, value)
 

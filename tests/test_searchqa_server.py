@@ -1,5 +1,6 @@
 """The retrieval server on loopback: same results as in-process, clear failure when down."""
 
+import contextlib
 import socket
 import threading
 import time
@@ -24,25 +25,37 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """A BM25 retriever in-process and the same one behind a loopback server."""
-    root = tmp_path_factory.mktemp("searchqa_server")
+def sample_bm25(root):
+    """(BM25 retriever over the sample corpus, its passage count), indexed under ``root``."""
     corpus_path, _ = write_sample_data(root)
     count = build_bm25_index(iter_corpus(corpus_path), root / "bm25", threads=1)
-    local = load_retriever("bm25", root / "bm25", threads=1)
+    return load_retriever("bm25", root / "bm25", threads=1), count
+
+
+@contextlib.contextmanager
+def running_server(app):
+    """``app`` served by uvicorn on a free loopback port for the ``with`` block; yields its URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(local, count), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    remote = RemoteRetriever(f"http://127.0.0.1:{port}")
     for _ in range(100):
         if server.started:
             break
         time.sleep(0.05)
-    yield local, remote, count
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A BM25 retriever in-process and the same one behind a loopback server."""
+    local, count = sample_bm25(tmp_path_factory.mktemp("searchqa_server"))
+    with running_server(create_app(local, count)) as url:
+        yield local, RemoteRetriever(url), count
 
 
 def test_round_trip_matches_in_process(served):

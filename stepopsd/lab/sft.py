@@ -19,6 +19,7 @@ from stepopsd.logprobs import sequence_logprobs
 from stepopsd.policy import Policy, Sample, encode
 from stepopsd.batch import PolicyBatch, build_batch
 from stepopsd.rollout import Responder, RolloutConfig, Task, TurnRequest, rollout_in_chunks
+from stepopsd.run_dir import written_whole
 from stepopsd.trajectory import Trajectory
 from stepopsd_envs.contract import ExpertReplay
 from stepopsd_envs.protocol import EXPERT_THOUGHT, expert_text
@@ -125,6 +126,7 @@ def sft(policy: Policy, trajectories: Sequence[Trajectory], config: SFTConfig,
 
 
 def save_policy(policy: Policy, out_dir) -> None:
-    """Save model and tokenizer with ``save_pretrained`` (reloadable by :func:`load_policy`)."""
-    policy.model.save_pretrained(out_dir)
-    policy.tokenizer.save_pretrained(out_dir)
+    """Save model and tokenizer with ``save_pretrained`` (reloadable by :func:`load_policy`), whole or not at all."""
+    with written_whole(out_dir) as partial:
+        policy.model.save_pretrained(partial)
+        policy.tokenizer.save_pretrained(partial)

@@ -22,6 +22,7 @@ import gymnasium
 from stepopsd.algo.hindsight import hindsight_block, render_peer
 from stepopsd.config import TinyModelSpec
 from stepopsd.episodes import expert_output_fn, play_text_episode, random_output_fn
+from stepopsd.run_dir import written_whole
 from stepopsd_envs.contract import offers_expert
 from stepopsd_envs.plugins import env_class, registered_env_ids
 
@@ -180,13 +181,14 @@ def build_tiny_model(out_dir: str | Path, spec: TinyModelSpec = TinyModelSpec(),
         torch.manual_seed(spec.seed)
         model = Qwen3ForCausalLM(config)
     model.generation_config = GenerationConfig(eos_token_id=eos_id, pad_token_id=pad_id, bos_token_id=None)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    hf_tokenizer.save_pretrained(out_dir)
     sources = {"envs": list(classes), "alfworld_data": options["alfworld_data"],
                "searchqa_world": spec.searchqa_text, "searchqa_world_passages": spec.searchqa_world,
                "alfworld_scenes": spec.alfworld_text}
-    (out_dir / "tiny_build.json").write_text(json.dumps({"spec": asdict(spec), "sources": sources}, indent=2))
+    with written_whole(out_dir) as partial:
+        partial.mkdir(parents=True)
+        model.save_pretrained(partial)
+        hf_tokenizer.save_pretrained(partial)
+        (partial / "tiny_build.json").write_text(json.dumps({"spec": asdict(spec), "sources": sources}, indent=2))
     return out_dir
 
 

@@ -2,6 +2,9 @@
 
 ``POST /search`` with ``{"queries": [...], "top_k": 3}`` returns ``{"results": [[{"id",
 "title", "text", "score"}, ...], ...]}``; ``GET /health`` returns the passage count.
+Requests are bounded (:class:`ServerLimits`): a body too large is refused with 413 before it is
+read; a query too long, with too many terms or not valid Unicode with 422; a batch searching past
+the timeout answers 503. Searches run on one worker thread, so ``/health`` answers meanwhile.
 :class:`RemoteRetriever` is the client: the same :class:`Retriever` interface as the
 in-process retrievers, raising :class:`RetrieverUnavailable` when the server cannot answer.
 
@@ -14,12 +17,16 @@ picks a free one); :func:`serve` then serves on it::
     serve(retriever, listener=listener)
 """
 
+import asyncio
 import errno
 import json
+import re
 import socket
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from stepopsd_envs.searchqa.retrievers import Hit, Passage, Retriever, RetrieverUnavailable
 
@@ -28,9 +35,19 @@ DEFAULT_PORT = 8765
 MAX_BATCH = 4096
 
 
-def create_app(retriever: Retriever, num_passages: int | None = None):
-    """The FastAPI app serving ``retriever``."""
-    from fastapi import FastAPI
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """What one request may ask of the server; over a limit it answers 413 / 422 / 503 with a message."""
+
+    max_body_bytes: int = 8 * 2**20  # 413 above this (checked before the body is read)
+    max_query_chars: int = 2000  # 422 above this, per query
+    max_query_terms: int = 512  # 422 above this, per query: Lucene refuses a query of over 1024 clauses
+    search_timeout_s: float = 60.0  # 503 when one batch searches longer (the search itself runs on)
+
+
+def create_app(retriever: Retriever, num_passages: int | None = None, limits: ServerLimits = ServerLimits()):
+    """The FastAPI app serving ``retriever`` within ``limits``."""
+    from fastapi import FastAPI, HTTPException
     from pydantic import BaseModel, Field
 
     class SearchRequest(BaseModel):
@@ -38,20 +55,78 @@ def create_app(retriever: Retriever, num_passages: int | None = None):
         top_k: int = Field(3, ge=1, le=1000)
 
     app = FastAPI(title="stepopsd retrieval server")
+    app.add_middleware(_BodyLimit, max_body_bytes=limits.max_body_bytes)
+    # one search thread: the JVM / torch are never entered from many request threads at once, and the
+    # event loop stays free to answer /health (and to refuse bad requests) while a batch runs
+    searcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="search")
 
     @app.get("/health")
     async def health() -> dict:
         return {"status": "ok", "num_passages": num_passages}
 
-    # async on purpose: searches run on the event-loop thread, one batch at a time, so the
-    # JVM / torch are never entered from many request threads at once.
     @app.post("/search")
     async def search(request: SearchRequest) -> dict:
-        results = retriever.search(request.queries, request.top_k) if request.queries else []
+        for number, query in enumerate(request.queries):
+            problem = _query_problem(query, limits)
+            if problem:
+                raise HTTPException(422, f"query {number}: {problem}")
+        if not request.queries:
+            return {"results": []}
+        running = asyncio.get_running_loop().run_in_executor(searcher, retriever.search, request.queries,
+                                                             request.top_k)
+        try:
+            results = await asyncio.wait_for(running, limits.search_timeout_s)
+        except asyncio.TimeoutError:
+            raise HTTPException(503, f"the search took over {limits.search_timeout_s:g} s; "
+                                     "send fewer or shorter queries") from None
         return {"results": [[{"id": h.passage.id, "title": h.passage.title, "text": h.passage.text, "score": h.score}
                              for h in hits] for hits in results]}
 
     return app
+
+
+def _query_problem(query: str, limits: ServerLimits) -> str:
+    """Why ``query`` cannot be searched (too long, too many terms, not encodable), or "" when it can."""
+    if len(query) > limits.max_query_chars:
+        return f"{len(query)} characters; at most {limits.max_query_chars}"
+    terms = len(re.findall(r"\w+", query))
+    if terms > limits.max_query_terms:
+        return f"{terms} terms; at most {limits.max_query_terms}"
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"not valid Unicode ({error.reason} at character {error.start})"
+    return ""
+
+
+class _BodyLimit:
+    """ASGI middleware: 413 for a request body over ``max_body_bytes``, declared or streamed, before the
+    rest of it is read (the JSON of a 100 MB body took seconds of the event loop and gigabytes)."""
+
+    def __init__(self, app, max_body_bytes: int) -> None:
+        self.app, self.max_body_bytes = app, max_body_bytes
+        self.detail = f"request body over {max_body_bytes} bytes; send fewer queries per request"
+
+    async def __call__(self, scope, receive, send) -> None:
+        from fastapi import HTTPException
+        from fastapi.responses import JSONResponse
+
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            return await JSONResponse({"detail": self.detail}, 413)(scope, receive, send)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body_bytes:  # a chunked body: no length declared
+                raise HTTPException(413, self.detail)
+            return message
+
+        await self.app(scope, limited_receive, send)
 
 
 class ServeAddressError(ValueError):
@@ -88,7 +163,8 @@ def listener_url(listener: socket.socket) -> str:
 
 
 def serve(retriever: Retriever, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          num_passages: int | None = None, *, listener: socket.socket | None = None) -> None:
+          num_passages: int | None = None, *, listener: socket.socket | None = None,
+          limits: ServerLimits = ServerLimits()) -> None:
     """Serve ``retriever`` until interrupted (blocking) on ``listener`` (from :func:`listen`), else on
     ``host:port``, bound before anything runs (:class:`ServeAddressError` on a bad address)."""
     import uvicorn
@@ -96,7 +172,7 @@ def serve(retriever: Retriever, host: str = DEFAULT_HOST, port: int = DEFAULT_PO
     if listener is None:
         listener = listen(host, port)
     host, port = listener.getsockname()[:2]
-    config = uvicorn.Config(create_app(retriever, num_passages), host=host, port=port, log_level="warning")
+    config = uvicorn.Config(create_app(retriever, num_passages, limits), host=host, port=port, log_level="warning")
     uvicorn.Server(config).run(sockets=[listener])
 
 
@@ -108,8 +184,8 @@ class RemoteRetriever:
         self.timeout_s = timeout_s
 
     def _post(self, path: str, payload: dict) -> dict:
-        request = urllib.request.Request(self.url + path, data=json.dumps(payload).encode(),
-                                         headers={"Content-Type": "application/json"})
+        body = json.dumps(payload).encode()
+        request = urllib.request.Request(self.url + path, data=body, headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 return json.loads(response.read())
@@ -118,6 +194,10 @@ class RemoteRetriever:
                                        f"{error.read()[:200].decode(errors='replace')}") from error
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
+            if isinstance(reason, (BrokenPipeError, ConnectionResetError)):  # what a 413 before the body looks like
+                raise RetrieverUnavailable(f"retrieval server {self.url} closed the connection during a {len(body)}-"
+                                           "byte request (over its --max-request-bytes?); send fewer queries per "
+                                           "call") from error
             raise RetrieverUnavailable(f"retrieval server {self.url} is unreachable ({reason}); "
                                        "start it with `stepopsd serve-retriever`") from error
 
