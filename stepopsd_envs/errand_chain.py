@@ -40,6 +40,11 @@ hands empty); ``deliver parcel N to <dest>`` (holding it, from anywhere; the age
 destination); ``return parcel N`` (holding it); ``look``. Rewards: ``success_reward`` on the
 winning step, ``invalid_action_reward`` on a malformed or inadmissible one.
 
+``clue_style="pointer"`` puts a sentence before the rule that names the right parcel and the careless
+pull, in an order of its own per format ("The smallest is parcel 1; the largest is parcel 3. Take the
+largest."): reading is copying the number the format's phrase points at, which a tiny stand-in model
+learns where it does not learn the rules' lookups and comparisons (docs/benchmarks.md, ErrandChain).
+
 Reset options: ``scene_seed`` (drawn from the env's ``np_random`` when absent), ``careless``
 (add ``careless_action``). Info keys beyond :class:`~stepopsd_envs.text_env.TextEnv`'s:
 
@@ -68,6 +73,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from stepopsd_envs.errand_clues import CLUE_FORMATS, CLUE_STYLES, Clue, join_words, pointed
 from stepopsd_envs.protocol import TagProtocol, expert_text
 from stepopsd_envs.text_env import TextEnv
 
@@ -76,79 +82,7 @@ LOCATIONS = ("bakery", "bank", "cafe", "clinic", "florist", "garage", "harbour",
              "market", "museum", "pharmacy", "post office", "school", "station", "town hall")
 TOWN_SIZE = 8
 HOME = "home"
-COLOURS = ("blue", "green", "yellow", "white", "black", "brown")  # red is the clue's anchor
-LABEL_WORDS = ("books", "glass", "plants", "tools", "toys", "papers")  # "urgent" is the careless pull
-ORDINALS = ("first", "second", "third", "fourth", "fifth")
 CORPUS_SCENES = 60
-
-
-@dataclass(frozen=True, slots=True)
-class Clue:
-    """What an errand's place shows about its parcels, and which parcel each reader takes."""
-
-    format: str
-    listing: str  # the parcels as shown, with their stamps, weights, ...
-    text: str  # the note on them
-    answer: int  # the right parcel
-    careless: int  # the format's wrong default (it may happen to be right)
-
-
-def _join(parts: list[str]) -> str:
-    return ", ".join(parts[:-1]) + f" and {parts[-1]}"
-
-
-def _numbered(tags: list[str]) -> str:
-    return _join([f"parcel {number} ({tag})" for number, tag in enumerate(tags, 1)])
-
-
-def _note_clue(rng: random.Random, n: int) -> Clue:
-    answer = rng.randint(1, n)
-    return Clue("note", _join([f"parcel {p}" for p in range(1, n + 1)]), f"Take parcel {answer}.", answer, 1)
-
-
-def _stamp_clue(rng: random.Random, n: int) -> Clue:
-    answer = rng.randint(1, n)
-    tags = ["no stamp" if p == answer else "stamped" for p in range(1, n + 1)]
-    return Clue("stamp", _numbered(tags), "Take the one without a stamp.", answer, 2 if answer == 1 else 1)
-
-
-def _weight_clue(rng: random.Random, n: int) -> Clue:
-    kilos = rng.sample(range(1, 10), n)
-    return Clue("weight", _numbered([f"{k} kg" for k in kilos]), "Take the lightest.",
-                kilos.index(min(kilos)) + 1, kilos.index(max(kilos)) + 1)
-
-
-def _colour_clue(rng: random.Random, n: int) -> Clue:
-    red = rng.randint(1, n - 1)
-    colours = rng.sample(COLOURS, n - 1)
-    colours.insert(red - 1, "red")
-    return Clue("colour", _numbered(colours), "Take the one after the red one.", red + 1, red)
-
-
-def _size_clue(rng: random.Random, n: int) -> Clue:
-    sizes = rng.sample(range(20, 100, 5), n)
-    return Clue("size", _numbered([f"{s} cm" for s in sizes]), "Take the largest.",
-                sizes.index(max(sizes)) + 1, sizes.index(min(sizes)) + 1)
-
-
-def _label_clue(rng: random.Random, n: int) -> Clue:
-    words = rng.sample(LABEL_WORDS, n - 1)
-    wanted = rng.choice(words)
-    words.insert(rng.randint(0, n - 1), "urgent")
-    return Clue("label", _numbered([f"labelled {w}" for w in words]), f"Take the one labelled {wanted}.",
-                words.index(wanted) + 1, words.index("urgent") + 1)
-
-
-def _count_clue(rng: random.Random, n: int) -> Clue:
-    order = rng.sample(range(1, n + 1), n)
-    count, side = rng.randint(1, n), rng.choice(("left", "right"))
-    answer = order[count - 1] if side == "left" else order[-count]
-    listing = "from left to right, " + _join([f"parcel {p}" for p in order])
-    return Clue("count", listing, f"Take the {ORDINALS[count - 1]} from the {side}.", answer, count)
-
-
-CLUE_FORMATS = {"note": _note_clue, "stamp": _stamp_clue, "weight": _weight_clue, "colour": _colour_clue,
-                "size": _size_clue, "label": _label_clue, "count": _count_clue}
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +103,8 @@ class ChainScene:
     errands: tuple[Errand, ...]
 
     @classmethod
-    def generate(cls, scene_seed: int, num_errands: int = 8, num_parcels: int = 3) -> "ChainScene":
+    def generate(cls, scene_seed: int, num_errands: int = 8, num_parcels: int = 3,
+                 clue_style: str = "rule") -> "ChainScene":
         rng = random.Random(scene_seed)
         town = tuple(sorted(rng.sample(LOCATIONS, TOWN_SIZE)))
         formats = list(CLUE_FORMATS)
@@ -179,6 +114,8 @@ class ChainScene:
             place = rng.choice([loc for loc in town if loc != last_dest])  # so every errand starts with a go
             dest = rng.choice([loc for loc in town if loc != place])
             clue = CLUE_FORMATS[formats[(offset + k) % len(formats)]](rng, num_parcels)
+            if clue_style == "pointer":
+                clue = pointed(clue, num_parcels)
             errands.append(Errand(place, dest, clue))
             last_dest = dest
         return cls(town, tuple(errands))
@@ -198,17 +135,19 @@ class ErrandChainEnv(TextEnv):
         """Seeded episodes (every third careless) for a run of this env (``options["run_env_id"]``)."""
         if options.get("run_env_id") != ENV_ID:
             return
-        envs = {n: cls(num_parcels=n) for n in range(2, 6)}
-        yield envs[3].system_prompt()
+        envs = {(n, style): cls(num_parcels=n, clue_style=style) for n in range(2, 6) for style in CLUE_STYLES}
+        yield envs[3, "rule"].system_prompt()
         for scene in range(CORPUS_SCENES):
-            yield from _episode_text(envs[2 + scene % 4], scene, careless=scene % 3 == 0)
+            yield from _episode_text(envs[2 + scene % 4, CLUE_STYLES[scene % 2]], scene, careless=scene % 3 == 0)
         for env in envs.values():
             env.close()
 
     def __init__(self, num_errands: int = 8, num_parcels: int = 3, mistake_budget: int = 3,
-                 success_reward: float = 1.0, invalid_action_reward: float = 0.0,
+                 success_reward: float = 1.0, invalid_action_reward: float = 0.0, clue_style: str = "rule",
                  protocol: TagProtocol | None = None, render_mode: str | None = None) -> None:
         super().__init__(protocol, invalid_action_reward=invalid_action_reward, render_mode=render_mode)
+        if clue_style not in CLUE_STYLES:
+            raise ValueError(f"clue_style must be one of {', '.join(CLUE_STYLES)}, got {clue_style!r}")
         if not 4 <= num_errands <= 12:
             raise ValueError(f"num_errands must be in [4, 12], got {num_errands}")
         if not 2 <= num_parcels <= 5:
@@ -216,6 +155,7 @@ class ErrandChainEnv(TextEnv):
         if mistake_budget < 0:
             raise ValueError(f"mistake_budget must be >= 0, got {mistake_budget}")
         self.num_errands, self.num_parcels, self.mistake_budget = num_errands, num_parcels, mistake_budget
+        self.clue_style = clue_style
         self.success_reward = success_reward
         self.step_limit = 3 * num_errands + 3 * mistake_budget  # a recovery costs a non-oracle 3 steps
         self.scene: ChainScene | None = None
@@ -226,7 +166,8 @@ class ErrandChainEnv(TextEnv):
         scene_seed = options.get("scene_seed")
         if scene_seed is None:
             scene_seed = int(self.np_random.integers(0, 2**31 - 1))
-        self.scene = scene = ChainScene.generate(int(scene_seed), self.num_errands, self.num_parcels)
+        self.scene = scene = ChainScene.generate(int(scene_seed), self.num_errands, self.num_parcels,
+                                                        self.clue_style)
         self._careless = bool(options.get("careless", False))
         self._errand, self._here, self._holding = 0, HOME, None
         self._rejected = False  # the env has refused the parcel held
@@ -241,7 +182,7 @@ class ErrandChainEnv(TextEnv):
                 "errand": 0, "clue_format": scene.errands[0].clue.format, **self._demonstrators()}
         # the first errand is named again last, as each delivery names the next: a reader of the nearest
         # sentence needs no lookup in the list (a 4-layer tiny model does not learn that lookup in an SFT pass)
-        observation = (f"You are at {HOME}. The town has a {_join(list(scene.town))}.\n\nYour task is to: {task}\n\n"
+        observation = (f"You are at {HOME}. The town has a {join_words(list(scene.town))}.\n\nYour task is to: {task}\n\n"
                        f"First: {scene.errands[0].describe()}.")
         return observation, info
 

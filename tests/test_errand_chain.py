@@ -9,7 +9,8 @@ from gymnasium.utils.env_checker import check_env
 
 import stepopsd_envs  # noqa: F401  (registers the envs)
 from stepopsd_envs.contract import TrainingNeeds, check_trainable_env
-from stepopsd_envs.errand_chain import CLUE_FORMATS, ErrandChainEnv
+from stepopsd_envs.errand_chain import ErrandChainEnv
+from stepopsd_envs.errand_clues import CLUE_FORMATS, POINTERS
 
 ENV_ID = "stepopsd/ErrandChain-v0"
 ORDINALS = ("first", "second", "third", "fourth", "fifth")
@@ -226,3 +227,35 @@ def test_the_corpus_hooks_yield_text_only_for_a_run_of_this_env():
     for phrase in ("<action>return parcel", "This is not the parcel for", "called off", "parcel 5 (",
                    "Take the one after the red one.", "from the right."):
         assert phrase in joined, phrase
+
+
+def test_the_pointer_style_names_the_answer_and_a_wrong_pull_in_each_formats_own_order():
+    env = gymnasium.make(ENV_ID, num_errands=7, clue_style="pointer")
+    check_env(env.unwrapped, skip_render_check=True)
+    right_first = {}
+    for seed in range(40):
+        observations, infos, outcomes = play(env, seed)
+        assert outcomes[-1] == (1.0, True, False)  # the expert wins every scene
+        for errand in env.unwrapped.scene.errands:
+            clue = errand.clue
+            if clue.format == "note":
+                assert clue.text == f"Take parcel {clue.answer}."
+                continue
+            assert clue.careless != clue.answer
+            text = clue.text.lower()
+            a, c = text.index(f"parcel {clue.answer}"), text.index(f"parcel {clue.careless}")
+            right_first.setdefault(clue.format, set()).add(a < c)
+        _, careless_infos, _ = play(env, seed, demonstrator="careless_action", careless=True)
+        takes = [info for info in careless_infos[1:] if info["decisive"]]
+        first_takes = {}
+        for info in takes:
+            first_takes.setdefault(info["errand"], info)
+        assert all(info["mistake"] for info in first_takes.values() if info["clue_format"] != "note")
+    # one order per format, both orders among the formats: reading is per format, not one position
+    assert {fmt: len(orders) for fmt, orders in right_first.items()} == {fmt: 1 for fmt in POINTERS}
+    assert {order for orders in right_first.values() for order in orders} == {True, False}
+
+
+def test_an_unknown_clue_style_is_refused():
+    with pytest.raises(ValueError, match="clue_style must be one of rule, pointer"):
+        ErrandChainEnv(clue_style="arrows")
