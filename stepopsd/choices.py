@@ -23,7 +23,7 @@ class Range:
 ALPHA_CLIP_RANGE = Range(0.0, 1.0, include_high=False)  # Eq. 3: w in [1 - alpha_clip, 1 + alpha_clip] stays positive
 LAMBDA_RANGE = Range(0.0, 1.0)  # Eq. 4: A~ = A * ((1 - lambda) + lambda * w) keeps sign(A)
 
-ALGORITHM_NAMES = ("grpo", "stepopsd", "rlsd", "opd", "oracle", "gigpo", "oracle_signed")  # the keys of algo.advantage.ADVANTAGE_METHODS (a test pins it)
+ALGORITHM_NAMES = ("grpo", "stepopsd", "rlsd", "opd", "oracle", "gigpo", "oracle_signed", "peer_diff")  # the keys of algo.advantage.ADVANTAGE_METHODS (a test pins it)
 WEIGHT_FNS = ("sigmoid", "exp")
 STEP_BUDGETS = ("equal_step_mean_abs", "conserved_step_share", "none")  # the keys of algo.shaping.STEP_BUDGET_RULES (a test pins it)
 SPAN_MODES = ("action_only", "clean_step", "final_answer_only", "whole_response")
@@ -31,6 +31,7 @@ TEACHER_MODES = ("stale", "live")
 CONTEXT_MODES = ("full", "window")
 OVERFLOW_POLICIES = ("truncate_history", "end_episode")
 HINDSIGHT_MODES = ("none", "correctness", "peer_trajectory")
+HINDSIGHT_TARGETS = ("failed", "failed_and_won")  # who gets a peer: the keys of algo.hindsight.PEER_RULES
 ORACLE_SIDES = ("mistakes", "two_sided")  # where the oracle's Delta is not 0 (algo.oracle.oracle_delta)
 MISTAKE_LABELS = ("mistake", "expert_action")  # where a step's mistake label comes from (algo.oracle)
 COLLAPSE_ACTIONS = ("warn", "stop")  # what the trainer does when health.py raises an alarm
@@ -38,3 +39,4 @@ LOSS_AGGREGATIONS = ("token_mean", "trajectory_mean", "seq_mean_token_sum_norm")
 GIGPO_EPISODE_NORMS = ("trajectory", "step_rows")  # the keys of algo.gigpo.EPISODE_NORMS
 LAMBDA_SCHEDULE_UNITS = ("optimizer_step", "iteration")  # what the lambda schedule counts (algo.advantage)
 CARELESS_CHOICES = ("first", "random_wrong", "env")  # how the SFT careless demonstrator picks (lab.careless)
+HINDSIGHT_ROW_PEERS = ("self_if_alone", "other_episode")  # a hindsight row's peer: the keys of lab.hindsight_rows.ROW_PEER_RULES

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from stepopsd.choices import (  # the values the string fields below accept
     ALGORITHM_NAMES, ALPHA_CLIP_RANGE, CARELESS_CHOICES, COLLAPSE_ACTIONS, CONTEXT_MODES, GIGPO_EPISODE_NORMS,
-    HINDSIGHT_MODES, LAMBDA_RANGE, LAMBDA_SCHEDULE_UNITS, LOSS_AGGREGATIONS, MISTAKE_LABELS, ORACLE_SIDES, OVERFLOW_POLICIES,
-    SPAN_MODES, STEP_BUDGETS, TEACHER_MODES, WEIGHT_FNS,
+    HINDSIGHT_MODES, HINDSIGHT_ROW_PEERS, HINDSIGHT_TARGETS, LAMBDA_RANGE, LAMBDA_SCHEDULE_UNITS, LOSS_AGGREGATIONS,
+    MISTAKE_LABELS, ORACLE_SIDES, OVERFLOW_POLICIES, SPAN_MODES, STEP_BUDGETS, TEACHER_MODES, WEIGHT_FNS,
 )
 from stepopsd.configtree import (
     ConfigError, at_least, check_choices, check_fields, config_to_dict, finite_above, finite_at_least, in_range, resolve_config,
@@ -138,7 +138,7 @@ class RolloutConfig:
 class AlgorithmConfig:
     """Every hyperparameter of the credit-assignment stage (defaults: docs/algorithm.md)."""
 
-    name: str = "stepopsd"  # stepopsd | grpo | rlsd | opd | oracle | gigpo | oracle_signed
+    name: str = "stepopsd"  # stepopsd | grpo | rlsd | opd | oracle | gigpo | oracle_signed | peer_diff
     alpha_clip: float = 0.2  # Eq. 3 weight clip: w in [1 - alpha_clip, 1 + alpha_clip]
     lambda_0: float = 0.2  # Eq. 4 mixing weight at optimizer step 0
     lambda_decay_steps: int = 50  # lambda falls linearly to 0 over this many schedule steps (<= 0: constant)
@@ -146,6 +146,7 @@ class AlgorithmConfig:
     weight_fn: str = "sigmoid"  # Eq. 3: sigmoid (2*sigmoid) | exp (stepopsd only; rlsd always uses exp)
     span_mode: str = "action_only"  # target span per step: action_only | clean_step | final_answer_only
     hindsight_mode: str = "peer_trajectory"  # none | correctness | peer_trajectory
+    hindsight_for: str = "failed"  # who gets a peer: failed (of mixed groups) | failed_and_won (a win too: its cleanest other win)
     correctness_line: bool = True  # put "final_correctness: ..." in the peer_trajectory block
     peer_token_budget: int = 1024  # max tokens of the peer text (middle truncated beyond)
     step_budget: str = "equal_step_mean_abs"  # per-step credit budget: equal_step_mean_abs | conserved_step_share | none
@@ -154,6 +155,7 @@ class AlgorithmConfig:
     oracle_gap: float = 5.0  # oracle: Delta = -oracle_gap on the target tokens of steps labelled a mistake
     oracle_label: str = "mistake"  # oracle: mistake (the env's info["mistake"]) | expert_action (noisy)
     oracle_sides: str = "mistakes"  # oracle: Delta on mistakes only | two_sided (+oracle_gap on harmless decisive steps too)
+    peer_diff_gap: float = 5.0  # peer_diff: Delta = -peer_diff_gap on the targets of a step whose action differs from the peer's at its index
     oracle_step_reward: float = 1.0  # oracle_signed: added to A on a labelled step's tokens (- on mistakes, + on harmless decisive steps)
     gigpo_gamma: float = 0.95  # gigpo: discount of the step returns
     gigpo_omega: float = 1.0  # gigpo: weight of the anchor-state step advantage added to the episode one
@@ -168,13 +170,14 @@ class AlgorithmConfig:
             "name": ALGORITHM_NAMES, "weight_fn": WEIGHT_FNS, "span_mode": SPAN_MODES,
             "hindsight_mode": HINDSIGHT_MODES, "step_budget": STEP_BUDGETS, "teacher_mode": TEACHER_MODES,
             "oracle_label": MISTAKE_LABELS, "oracle_sides": ORACLE_SIDES, "gigpo_episode_norm": GIGPO_EPISODE_NORMS,
-            "lambda_schedule_unit": LAMBDA_SCHEDULE_UNITS,
+            "lambda_schedule_unit": LAMBDA_SCHEDULE_UNITS, "hindsight_for": HINDSIGHT_TARGETS,
         }
         check_choices("algorithm", self, choices)
         check_fields("algorithm", self, {
             "alpha_clip": in_range(ALPHA_CLIP_RANGE), "lambda_0": in_range(LAMBDA_RANGE),
             "peer_token_budget": at_least(1), "budget_clip": finite_at_least(1), "opd_beta": finite_at_least(0),
             "oracle_gap": finite_at_least(0), "oracle_step_reward": finite_at_least(0), "gigpo_gamma": within(0, 1), "gigpo_omega": finite_at_least(0),
+            "peer_diff_gap": finite_at_least(0),
             "teacher_refresh_steps": at_least(1), "max_rows_per_pass": at_least(1),
         })
 
@@ -219,6 +222,7 @@ class SFTConfig:
     max_grad_norm: float = 1.0
     seed: int = 0
     hindsight_rows: bool = False  # also train on each expert step after a hindsight block (a tiny teacher learns to read it)
+    hindsight_peer: str = "self_if_alone"  # rows' peer: self_if_alone (another win of the task, else itself) | other_episode (a slip replay of the scene)
     stop_at_success: float = 0.0  # stop at the first check whose greedy success reaches this (0: run all steps)
     check_every: int = 50  # steps between checks (only with stop_at_success)
     check_episodes: int = 32  # greedy episodes per check, on training-env tasks no rollout or evaluation uses
@@ -232,7 +236,7 @@ class SFTConfig:
                                    "weight_decay": finite_at_least(0), "max_grad_norm": finite_above(0),
                                    "stop_at_success": within(0, 1), "check_every": at_least(1),
                                    "check_episodes": at_least(1), "careless_rate": within(0, 1)})
-        check_choices("sft", self, {"careless_choice": CARELESS_CHOICES})
+        check_choices("sft", self, {"careless_choice": CARELESS_CHOICES, "hindsight_peer": HINDSIGHT_ROW_PEERS})
         self.phases()  # sft.then's keys and values are checked here, not when the phase runs
 
     def phases(self) -> list[SFTConfig]:

@@ -58,7 +58,7 @@ def test_every_method_gives_aligned_advantages_zero_off_generated_tokens(model, 
             assert (advantages == 0).all()  # all-success and all-fail groups: no policy gradient
 
 
-@pytest.mark.parametrize("name", ["stepopsd", "rlsd"])
+@pytest.mark.parametrize("name", ["stepopsd", "rlsd", "peer_diff"])
 def test_sign_preserving_methods_keep_the_grpo_sign(model, batch, name):
     grpo = compute_advantages(batch, AlgorithmConfig(name="grpo")).advantages
     shaped = compute_advantages(batch, AlgorithmConfig(name=name, lambda_0=1.0, alpha_clip=0.9), teacher=model,
@@ -223,7 +223,7 @@ def test_gigpo_compares_steps_taken_from_the_same_state():
 
 def test_methods_carry_their_facts_and_a_teacher_method_asks_for_its_teacher():
     batch = make_group(0, [True, False])
-    assert {name for name, method in ADVANTAGE_METHODS.items() if method.uses_lambda} == {"stepopsd", "rlsd", "oracle"}
+    assert {name for name, method in ADVANTAGE_METHODS.items() if method.uses_lambda} == {"stepopsd", "rlsd", "oracle", "peer_diff"}
     assert {name for name, method in ADVANTAGE_METHODS.items() if method.uses_teacher} == {"stepopsd", "rlsd", "opd"}
     assert {name for name, method in ADVANTAGE_METHODS.items() if method.reads_labels} == {"oracle", "oracle_signed"}
     with pytest.raises(ValueError, match="'stepopsd' rescores trajectories with a teacher"):
@@ -322,3 +322,89 @@ def test_the_signed_oracle_adds_a_step_reward_that_may_flip_signs():
             generated = torch.tensor(traj.trainable_mask[step.response_token_start:step.response_token_end])
             assert_close(values[generated], torch.full((int(generated.sum()),), outcome + reward))
     assert result.stats["oracle/labelled_step_frac"] == pytest.approx(3 / 6)
+
+
+# ------------------------------------------------------------------ hindsight_for and the peer_diff Delta
+
+def test_the_default_hindsight_is_for_failures_and_failed_and_won_changes_only_wins_with_another_win(model, batch):
+    def run(**fields):
+        return compute_advantages(batch, AlgorithmConfig(name="stepopsd", **fields), teacher=model, tokenize=byte_ids)
+
+    default, explicit, won_too = run(), run(hindsight_for="failed"), run(hindsight_for="failed_and_won")
+    assert all(torch.equal(a, b) for a, b in zip(default.advantages + default.deltas, explicit.advantages + explicit.deltas))
+    assert default.stats == explicit.stats
+    for b, traj in enumerate(batch):
+        changed = not torch.equal(default.deltas[b], won_too.deltas[b])
+        # group 0 holds two wins (each gets the other); group 2's win is alone; group 1 is not rescored (A = 0)
+        assert changed == (traj.success and traj.group_id == 0), traj.trajectory_id
+        if not traj.success:
+            assert torch.equal(default.advantages[b], won_too.advantages[b])
+    assert won_too.stats["hindsight/frac_with_peer"] > default.stats["hindsight/frac_with_peer"]
+
+
+def _action_turns(actions):
+    return [(f"think {k}", action, f"You did {action}.") for k, action in enumerate(actions)]
+
+
+def _peer_and_failure():
+    """A win [go, take 2, deliver] and a failure [go, take 1, deliver, look] of one group: the failure's
+    step 1 differs from its peer's, step 3 has no peer step, steps 0 and 2 are the peer's."""
+    from algo_fixtures import make_trajectory
+
+    win = make_trajectory("P", _action_turns(["go", "take 2", "deliver"]), success=True, trajectory_id="w")
+    failure = make_trajectory("P", _action_turns(["go", "take 1", "deliver", "look"]), success=False, trajectory_id="f")
+    return win, failure
+
+
+def test_peer_diff_delta_is_minus_the_gap_on_steps_that_left_the_peer_and_zero_elsewhere():
+    from stepopsd.algo.peer_diff import differing_steps, peer_diff_delta
+    from stepopsd.algo.rescore import right_pad
+    from stepopsd.algo.segment import target_mask_and_step_ids
+
+    win, failure = _peer_and_failure()
+    assert differing_steps(failure, win) == [False, True, False, True]
+    segmented = [target_mask_and_step_ids(t, "action_only") for t in (win, failure)]
+    width = len(failure.token_ids)
+    target_mask = right_pad([m for m, _ in segmented], width, False)  # [2, T]
+    step_ids = right_pad([i for _, i in segmented], width, -1)  # [2, T]
+    delta = peer_diff_delta([win, failure], step_ids, target_mask, gap=5.0)  # [2, T]
+    assert (delta[0] == 0).all()  # a win has no peer under the default hindsight_for
+    for step in failure.steps:
+        action = step.span(SpanKind.ACTION)
+        expected = -5.0 if step.index in (1, 3) else 0.0
+        assert (delta[1, action.token_start:action.token_end] == expected).all()
+    assert delta[1][~target_mask[1]].eq(0).all()
+
+
+def test_peer_diff_shapes_as_stepopsd_hand_worked():
+    win, failure = _peer_and_failure()
+    config = AlgorithmConfig(name="peer_diff", step_budget="none", lambda_0=0.2, alpha_clip=0.2)
+    result = compute_advantages([win, failure], config)
+    # R = [1, 0]: A = -+0.5 / 0.707107 = -+0.707107. Failure, Delta = -5 on steps 1 and 3:
+    # w = clip(2 sigmoid(5), 0.8, 1.2) = 1.2, A~ = -0.707107 * (0.8 + 0.2 * 1.2) = -0.735391; steps 0, 2 keep A
+    for step in failure.steps:
+        action = step.span(SpanKind.ACTION)
+        values = result.advantages[1][action.token_start:action.token_end]
+        expected = -0.735391 if step.index in (1, 3) else -0.707107
+        assert_close(values, torch.full_like(values, expected), atol=1e-5, rtol=0)
+    assert ADVANTAGE_METHODS["peer_diff"].uses_teacher is False and not ADVANTAGE_METHODS["peer_diff"].reads_labels
+
+
+def test_peer_diff_gives_a_win_less_credit_where_it_left_its_cleaner_peer_and_keeps_every_sign():
+    from algo_fixtures import make_trajectory
+
+    clean = make_trajectory("P", _action_turns(["go", "take 2", "deliver"]), success=True, trajectory_id="c")
+    slip = make_trajectory("P", _action_turns(["go", "take 1", "return 1", "take 2", "deliver"]), success=True,
+                           trajectory_id="s")
+    failure = make_trajectory("P", _action_turns(["go", "take 3"]), success=False, trajectory_id="f")
+    batch = [clean, slip, failure]
+    config = AlgorithmConfig(name="peer_diff", hindsight_for="failed_and_won", step_budget="conserved_step_share",
+                             lambda_0=1.0, alpha_clip=0.9)
+    result = compute_advantages(batch, config)
+    grpo = compute_advantages(batch, AlgorithmConfig(name="grpo")).advantages
+    for ours, plain in zip(result.advantages, grpo):
+        assert torch.equal(torch.sign(ours), torch.sign(plain))
+    per_step = [result.advantages[1][s.span(SpanKind.ACTION).token_start:s.span(SpanKind.ACTION).token_end].mean().item()
+                for s in slip.steps]
+    assert 0 < max(per_step[1:]) < per_step[0]  # the slip's peer is the clean win: step 0 alone matches it
+    assert (result.deltas[0] != 0).any()  # the clean win's peer is the slip (the only other win) from step 1 on

@@ -90,3 +90,78 @@ def test_clip_grid_adds_one_column_per_alpha():
     assert result.table["oracle"]["alpha_clip=0.05"]["mean"] == 1.0 and result.table["oracle"]["alpha_clip=0.5"]["n"] == 2
     assert "alpha_clip=0.5" not in result.table["gigpo"]
     assert clip_table(result.table).splitlines()[2].startswith("| grpo | 0.500")
+
+
+# ------------------------------------------------------------------------ the swapped-peer control
+
+def _errand_peer():
+    """An ErrandChain-like win: errand 0 taken right; errand 1 a wrong take returned, then the right one."""
+    from algo_fixtures import make_trajectory
+
+    listing = "On the counter lie 3 parcels for the cafe: parcel 1 (red), parcel 2 (blue) and parcel 3 (green)."
+    turns = [("Next step of the plan: go to library.", "go to library", f"You arrive at the library. {listing}"),
+             ("Next step of the plan: take parcel 2.", "take parcel 2", "You take parcel 2, for the cafe."),
+             ("Next step of the plan: deliver parcel 2 to cafe.", "deliver parcel 2 to cafe",
+              "You deliver parcel 2 to the cafe. Errand 1 of 2 done. Next: the school."),
+             ("Next step of the plan: go to school.", "go to school", f"You arrive at the school. {listing}"),
+             ("Next step of the plan: take parcel 1.", "take parcel 1", "You take parcel 1, for the cafe."),
+             ("Next step of the plan: return parcel 1.", "return parcel 1",
+              f"You carry parcel 1 back to the school and put it back. {listing}"),
+             ("Next step of the plan: take parcel 3.", "take parcel 3", "You take parcel 3, for the cafe."),
+             ("Next step of the plan: deliver parcel 3 to cafe.", "deliver parcel 3 to cafe",
+              "You deliver parcel 3 to the cafe. All 2 errands are done.")]
+    return make_trajectory("Run errands.", turns, success=True, trajectory_id="peer")
+
+
+def test_swapped_peer_changes_every_take_and_its_own_lines_only():
+    import re
+
+    from stepopsd.lab.credit_audit import swapped_parcels
+
+    peer = _errand_peer()
+    for seed in range(20):
+        swapped = swapped_parcels(peer, seed)
+        assert swapped == swapped_parcels(peer, seed)  # deterministic by seed
+        assert swapped.token_ids == peer.token_ids and swapped.success and swapped.trajectory_id == peer.trajectory_id
+        new = {k: int(re.match(r"take parcel (\d)", swapped.steps[k].action).group(1)) for k in (1, 4, 6)}
+        assert all(new[k] != int(peer.steps[k].action.split()[2]) and 1 <= new[k] <= 3 for k in new)
+        expected = {0: None, 1: 1, 2: 1, 3: None, 4: 4, 5: 4, 6: 6, 7: 6}  # step -> the take whose parcel it names
+        for k, (before, after) in enumerate(zip(peer.steps, swapped.steps)):
+            if expected[k] is None:
+                assert after == before  # nothing else changes
+                continue
+            old, now = f"parcel {peer.steps[expected[k]].action.split()[2]}", f"parcel {new[expected[k]]}"
+            assert after.action == before.action.replace(old, now) and after.thought == before.thought.replace(old, now)
+            assert after.response == before.response.replace(old, now)
+            assert after.observation == before.observation.replace(old, now, 1)  # the counter's listing stays
+            assert dataclasses.replace(after, action=before.action, thought=before.thought, response=before.response,
+                                       observation=before.observation) == before
+    assert len({swapped_parcels(peer, seed).steps[1].action for seed in range(20)}) == 2  # both other parcels drawn
+
+
+def test_the_controls_are_a_registry_and_a_peer_without_takes_swaps_to_itself():
+    from stepopsd.lab.credit_audit import CONTROLS, HINDSIGHT_CONTROLS
+
+    assert set(HINDSIGHT_CONTROLS) < set(CONTROLS) and "swapped_peer" in CONTROLS
+    model = tiny_qwen3()
+    batch = _labelled([with_model_behaviour(model, t) for t in make_group(0, [True, False, False], num_steps=3)],
+                      {"g0/1": 1, "g0/2": 2})
+    result = audit_credit(batch, AlgorithmConfig(), teacher=model, tokenize=byte_ids,
+                          controls=("peer_trajectory", "swapped_peer"))
+    assert set(result.table) == {"grpo", "oracle", "gigpo", "peer_trajectory", "swapped_peer"}
+    # the fixture's actions take no parcel: the swapped peer is the peer, and so are its AUCs
+    assert result.per_trajectory["swapped_peer"] == result.per_trajectory["peer_trajectory"]
+    with pytest.raises(ValueError, match="unknown hindsight control 'gold'"):
+        audit_credit(batch, AlgorithmConfig(), teacher=model, tokenize=byte_ids, controls=("gold",))
+
+
+def test_the_swapped_peer_control_shows_the_teacher_the_swapped_choices():
+    from stepopsd.algo.hindsight import hindsight_text, render_peer
+    from stepopsd.lab.credit_audit import CONTROLS, swapped_parcels
+
+    peer = _errand_peer()
+    failed = dataclasses.replace(make_group(0, [False])[0], trajectory_id="failed")
+    groups = {0: [failed, peer]}
+    group = CONTROLS["swapped_peer"].group(failed, groups, 3)
+    assert group[0] is failed and group[1] == swapped_parcels(peer, 3)
+    assert render_peer(swapped_parcels(peer, 3)) in hindsight_text(failed, group, "peer_trajectory", peer_token_budget=4096)

@@ -1,5 +1,7 @@
 """hindsight.py: which trajectories get a peer, the block text, middle truncation to a token budget."""
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -96,3 +98,89 @@ def test_the_teacher_and_the_hindsight_rows_render_a_peer_the_same_way():
                                   count_tokens=lambda text: len(byte_ids(text)))
     assert teacher_sees == peer_hindsight_block(peer, "incorrect", 64, lambda text: len(byte_ids(text)))
     assert teacher_sees == hindsight_block("incorrect", truncate_middle(render_peer(peer), 64, lambda t: len(byte_ids(t))))
+
+
+# ---------------------------------------------------------------- hindsight_for: won trajectories get a peer too
+
+def _first_success_if_failed_in_mixed(traj, group):
+    """The rule before hindsight_for existed, restated: the reference the default must match."""
+    if traj.success or not 0 < sum(t.success for t in group) < len(group):
+        return None
+    return next(t for t in group if t.success)
+
+
+def _win(trajectory_id: str, num_steps: int, invalid_steps: int = 0, group_id: int = 0):
+    """A won member of group ``group_id`` with ``num_steps`` steps, the first ``invalid_steps`` of them invalid."""
+    traj = make_group(group_id, [True], num_steps=num_steps, seed=num_steps)[0]
+    steps = tuple(dataclasses.replace(s, valid_action=s.index >= invalid_steps) for s in traj.steps)
+    return dataclasses.replace(traj, trajectory_id=trajectory_id, steps=steps)
+
+
+def test_peer_rules_are_the_configs_choices():
+    from stepopsd.algo.hindsight import PEER_RULES
+    from stepopsd.choices import HINDSIGHT_TARGETS
+    from stepopsd.config import AlgorithmConfig
+
+    assert tuple(PEER_RULES) == HINDSIGHT_TARGETS and AlgorithmConfig().hindsight_for == "failed"
+    with pytest.raises(ValueError, match="hindsight_for"):
+        AlgorithmConfig(hindsight_for="won")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.booleans(), min_size=1, max_size=6), st.integers(0, 3))
+def test_the_default_rule_is_the_old_rule_and_failures_keep_it_under_failed_and_won(outcomes, seed):
+    group = make_group(seed, outcomes, seed=seed)
+    for traj in group:
+        expected = _first_success_if_failed_in_mixed(traj, group)
+        assert choose_peer(traj, group) is expected and choose_peer(traj, group, "failed") is expected
+        text = hindsight_text(traj, group, "peer_trajectory", count_tokens=lambda s: len(byte_ids(s)))
+        assert text == hindsight_text(traj, group, "peer_trajectory", hindsight_for="failed",
+                                      count_tokens=lambda s: len(byte_ids(s)))
+        if not traj.success:
+            assert choose_peer(traj, group, "failed_and_won") is expected
+
+
+def test_a_win_gets_the_shortest_other_win_then_the_one_with_fewest_invalid_actions():
+    long, short_sloppy, short_clean, failed = (_win("long", 5), _win("sloppy", 3, invalid_steps=1), _win("clean", 3),
+                                               make_group(0, [False])[0])
+    group = [long, short_sloppy, failed, short_clean]
+    assert choose_peer(long, group, "failed_and_won") is short_clean  # fewest steps, then fewest invalid actions
+    assert choose_peer(short_clean, group, "failed_and_won") is short_sloppy  # never itself: the next cleanest
+    assert choose_peer(short_sloppy, group, "failed_and_won") is short_clean
+    assert choose_peer(failed, group, "failed_and_won") is long  # failures: the first win, as by default
+    tied = [_win("a", 3), _win("b", 3), _win("c", 4)]
+    assert choose_peer(tied[2], tied, "failed_and_won") is tied[0]  # a tie goes to batch order
+
+
+def test_a_lone_win_gets_no_peer_and_a_uniform_win_group_gives_each_win_another():
+    lone = make_group(0, [False, True, False])
+    assert choose_peer(lone[1], lone, "failed_and_won") is None
+    assert hindsight_text(lone[1], lone, "peer_trajectory", hindsight_for="failed_and_won") == (
+        "<hindsight>\nfinal_correctness: correct\n</hindsight>\n")
+    wins = make_group(1, [True, True])
+    assert choose_peer(wins[0], wins, "failed_and_won") is wins[1] and choose_peer(wins[1], wins, "failed_and_won") is wins[0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(1, 5), st.integers(0, 2)), min_size=1, max_size=6))
+def test_a_wins_peer_is_another_win_and_none_is_cleaner(members):
+    from stepopsd.algo.hindsight import cleanliness
+
+    group = [_win(f"m{i}", steps, min(invalid, steps)) if won
+             else dataclasses.replace(make_group(0, [False], num_steps=steps)[0], trajectory_id=f"m{i}")
+             for i, (won, steps, invalid) in enumerate(members)]
+    for traj in (t for t in group if t.success):
+        peer = choose_peer(traj, group, "failed_and_won")
+        others = [t for t in group if t.success and t is not traj]
+        if not others:
+            assert peer is None
+            continue
+        assert peer is not traj and peer.trajectory_id != traj.trajectory_id and peer.success
+        assert cleanliness(peer) == min(cleanliness(t) for t in others)
+
+
+def test_a_wins_block_says_correct_above_its_peer():
+    group = [_win("slow", 5), _win("fast", 2), make_group(0, [False])[0]]
+    text = hindsight_text(group[0], group, "peer_trajectory", hindsight_for="failed_and_won")
+    assert text == hindsight_block("correct", render_peer(group[1]))
+    assert "incorrect" not in text

@@ -1,5 +1,8 @@
 """hindsight_rows.py: SFT rows that put the teacher's exact hindsight window before each expert step."""
 
+import dataclasses
+
+import pytest
 import torch
 
 from algo_fixtures import byte_ids, make_group
@@ -54,3 +57,97 @@ def test_forked_errand_configs_show_the_teacher_the_whole_peer(tiny_policy):
         longest = max(len(encode(tiny_policy, render_peer(t))) for t in won)
         assert any("take parcel" in step.action for step in won[0].steps)
         assert longest <= config.algorithm.peer_token_budget, (name, longest)
+
+
+# ------------------------------------------------------------ sft.hindsight_peer: a different won episode of the scene
+
+def _rows_peer_blocks(rows, trajectories):
+    """Per row: the trajectory it was cut from and the hindsight block it shows (rows hold context + block + response)."""
+    by_id = {t.trajectory_id: t for t in trajectories}
+    out = []
+    for row in rows:
+        traj = by_id[row.trajectory_id.rsplit("/hindsight/", 1)[0]]
+        step = traj.steps[int(row.trajectory_id.rsplit("/", 1)[1])]
+        context = step.response_token_start - step.context_start
+        out.append((traj, bytes(t for t in row.token_ids[context:row.steps[0].response_token_start]).decode()))
+    return out
+
+
+def test_other_episode_rows_show_a_different_won_episode_of_the_same_task_never_their_own():
+    from stepopsd.algo.hindsight import peer_hindsight_block
+
+    expert, expert_b = make_group(0, [True], num_steps=3)[0], make_group(1, [True], num_steps=2)[0]
+    replay = dataclasses.replace(make_group(0, [True], num_steps=4, seed=7)[0], trajectory_id=expert.trajectory_id)
+    same_actions = dataclasses.replace(expert, trajectory_id="copy")  # a replay that did nothing else is no peer
+    lost = make_group(1, [False], num_steps=2, seed=3)[0]
+    rows = hindsight_sft_trajectories([expert, expert_b], byte_ids, peers=[same_actions, lost, replay],
+                                      peer_rule="other_episode")
+    assert len(rows) == expert.num_steps  # task1 has no other won episode: no rows for it
+    for traj, block in _rows_peer_blocks(rows, [expert]):
+        assert block == peer_hindsight_block(replay, "incorrect", 1024, lambda text: len(byte_ids(text)))
+        assert block != peer_hindsight_block(traj, "incorrect", 1024, lambda text: len(byte_ids(text)))
+    # the default keeps today's rows: with no other episode of its task, a row shows its own episode
+    default = hindsight_sft_trajectories([expert, expert_b], byte_ids)
+    assert [block for _, block in _rows_peer_blocks(default, [expert, expert_b])] == [
+        peer_hindsight_block(t, "incorrect", 1024, lambda text: len(byte_ids(text))) for t in (expert,) * 3 + (expert_b,) * 2]
+
+
+def _errandchain_episodes(policy, scenes: int):
+    from stepopsd.config import load_train_config
+    from stepopsd.lab.hindsight_rows import slip_replays
+    from stepopsd.lab.sft import expert_trajectories
+    from stepopsd.rollout import make_envs
+    from stepopsd.tasks import game_tasks
+
+    config = load_train_config("learning-errandchain", {})
+    envs = make_envs(config.env.env_id, 4, **config.env.train_kwargs)
+    tasks = game_tasks(envs[0], scenes, first_seed=5, options={"expert": True})
+    one_by_one = dataclasses.replace(config.rollout, group_size=1)
+    experts = expert_trajectories(policy, envs, tasks, one_by_one)
+    replays = slip_replays(policy, envs, tasks, one_by_one, "take", seed=0)
+    return config, experts, replays
+
+
+def test_errandchain_slip_replays_are_won_episodes_of_the_same_scene_with_one_recovered_mistake(tiny_policy):
+    _, experts, replays = _errandchain_episodes(tiny_policy, scenes=6)  # 6 scenes over 4 envs: two chunks
+    for expert, replay in zip(experts, replays):
+        assert expert.success and replay.success and replay.task_id == expert.task_id
+        assert [s.action for s in replay.steps] != [s.action for s in expert.steps]
+        assert [s.info["mistake"] for s in replay.steps].count(True) == 1  # one slip, in every chunk
+        assert [s.info["recovered"] for s in replay.steps].count(True) == 1 and replay.num_steps == expert.num_steps + 2
+    assert _errandchain_episodes(tiny_policy, scenes=6)[2] == replays  # seeded: the same slips again
+
+
+def test_errandchain_rows_never_show_their_own_episode_and_their_peer_shares_the_scene(tiny_policy):
+    from stepopsd.algo.hindsight import peer_hindsight_block
+    from stepopsd.policy import encode
+
+    config, experts, replays = _errandchain_episodes(tiny_policy, scenes=3)
+    tokenize = lambda text: encode(tiny_policy, text)  # noqa: E731
+    rows = hindsight_sft_trajectories(experts, tokenize, peers=replays, peer_rule="other_episode",
+                                      peer_token_budget=config.algorithm.peer_token_budget)
+    assert len(rows) == sum(t.num_steps for t in experts)
+    count = lambda text: len(tokenize(text))  # noqa: E731
+    for row in rows:
+        expert = next(t for t in experts if row.trajectory_id.startswith(f"{t.trajectory_id}/hindsight/"))
+        scene_replay = next(r for r in replays if r.task_id == expert.task_id)
+        ids = list(row.token_ids)
+        own, peer = (list(tokenize(peer_hindsight_block(t, "incorrect", config.algorithm.peer_token_budget, count)))
+                     for t in (expert, scene_replay))
+        assert _contains(ids, peer) and not _contains(ids, own)
+
+
+def _contains(ids, part) -> bool:
+    return any(ids[i:i + len(part)] == part for i in range(len(ids) - len(part) + 1))
+
+
+@pytest.mark.integration
+def test_the_warm_start_trains_other_episode_rows_on_errandchain(tiny_policy):
+    from stepopsd.config import load_train_config
+    from stepopsd.lab.warm_start import sft_warm_start
+
+    config = load_train_config("learning-errandchain", {
+        "run.sft_expert_episodes": 3, "sft.steps": 1, "sft.careless_rate": 0.0, "sft.hindsight_rows": True,
+        "sft.hindsight_peer": "other_episode"})
+    report = sft_warm_start(tiny_policy, config)
+    assert report.won == 3 and report.hindsight_rows == 3 * 12  # 4 errands x 3 steps, every scene's replay won

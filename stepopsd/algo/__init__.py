@@ -7,6 +7,7 @@ teacher.py        the stale (or live) teacher snapshot
 rescore.py        teacher log-probs under hindsight -> Delta, Eq. 2          (the model boundary)
 shaping.py        GRPO advantage, Eq. 3-4, the per-step budget               (pure)
 oracle.py         Delta from the env's mistake labels (upper bound, credit audit ground truth)
+peer_diff.py      Delta from the actions that differ from the peer's (a model-free baseline)
 gigpo.py          the GiGPO baseline: step advantages from anchor states (no teacher)
 advantage.py      the stage: ADVANTAGE_METHODS registry and compute_advantages
 diagnostics.py    what the credit looked like (metrics)

@@ -21,6 +21,8 @@ gigpo       A_episode + omega * A_step on each step's generated tokens, A_step f
             teacher); A_episode per ``gigpo_episode_norm``: trajectory (= A_i) or step_rows (verl-agent)
 oracle_signed  A_i + oracle_step_reward * (+1 harmless decisive step, -1 mistake) on each step's generated
             tokens (not sign-preserving: the ceiling of any step credit)
+peer_diff   stepopsd's shaping with Delta = -peer_diff_gap on the steps whose action differs from the
+            teacher's peer's at the same index (``hindsight_for``): the peer without the teacher, no labels
 ==========  ================================================================================
 
 stepopsd and rlsd rescore only trajectories whose GRPO advantage is not 0 (all-success /
@@ -37,6 +39,7 @@ import torch
 from stepopsd.algo.diagnostics import gap_stats, group_stats, safe_mean, shaping_stats
 from stepopsd.algo.gigpo import EPISODE_NORMS, gigpo_step_table
 from stepopsd.algo.oracle import oracle_delta, step_sign_table
+from stepopsd.algo.peer_diff import peer_diff_delta
 from stepopsd.algo.rescore import Tokenize, rescore_batch, right_pad
 from stepopsd.algo.segment import target_mask_and_step_ids
 from stepopsd.algo.shaping import additive_advantages, grpo_advantages, lambda_at, shape_advantages_detailed
@@ -81,7 +84,7 @@ def _rescored(inputs: CreditInputs, config: AlgorithmConfig, span_mode: str, *, 
     selected = [every_trajectory or a != 0.0 for a in inputs.outcome_advantages.tolist()]
     rescored = rescore_batch(inputs.trajectories, selected, inputs.trainable_mask.shape[1], inputs.teacher,
                              inputs.tokenize, config, span_mode, inputs.temperature)
-    return rescored, gap_stats(rescored.gaps, inputs.trajectories, config.hindsight_mode)
+    return rescored, gap_stats(rescored.gaps, inputs.trajectories, config.hindsight_mode, config.hindsight_for)
 
 
 def _shaped(inputs: CreditInputs, config: AlgorithmConfig, lambda_mix: float, delta: torch.Tensor,
@@ -118,14 +121,27 @@ def _opd(inputs: CreditInputs, config: AlgorithmConfig, lambda_mix: float) -> Me
     return additive_advantages(outcome, rescored.delta, rescored.target_mask, config.opd_beta), rescored.delta, stats
 
 
+def _segmented(inputs: CreditInputs, span_mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Target mask [B, T] bool and step ids [B, T] long of the batch, without rescoring."""
+    segmented = [target_mask_and_step_ids(traj, span_mode) for traj in inputs.trajectories]
+    width = inputs.trainable_mask.shape[1]
+    return (right_pad([mask for mask, _ in segmented], width, False),  # [B, T]
+            right_pad([ids for _, ids in segmented], width, -1))  # [B, T]
+
+
 def _oracle(inputs: CreditInputs, config: AlgorithmConfig, lambda_mix: float) -> MethodOutput:
     """StepOPSD's shaping with Delta from the env's mistake labels instead of a teacher."""
-    segmented = [target_mask_and_step_ids(traj, config.span_mode) for traj in inputs.trajectories]
-    width = inputs.trainable_mask.shape[1]
-    target_mask = right_pad([mask for mask, _ in segmented], width, False)  # [B, T]
-    step_ids = right_pad([ids for _, ids in segmented], width, -1)  # [B, T]
+    target_mask, step_ids = _segmented(inputs, config.span_mode)
     delta = oracle_delta(inputs.trajectories, step_ids, target_mask, config.oracle_gap, config.oracle_label,
                          two_sided=config.oracle_sides == "two_sided")  # [B, T]
+    return _shaped(inputs, config, lambda_mix, delta, target_mask, step_ids, config.weight_fn, config.step_budget)
+
+
+def _peer_diff(inputs: CreditInputs, config: AlgorithmConfig, lambda_mix: float) -> MethodOutput:
+    """StepOPSD's shaping with Delta = -gap on the steps whose action differs from the peer's (no teacher, no labels)."""
+    target_mask, step_ids = _segmented(inputs, config.span_mode)
+    delta = peer_diff_delta(inputs.trajectories, step_ids, target_mask, config.peer_diff_gap,
+                            config.hindsight_for)  # [B, T]
     return _shaped(inputs, config, lambda_mix, delta, target_mask, step_ids, config.weight_fn, config.step_budget)
 
 
@@ -185,6 +201,7 @@ ADVANTAGE_METHODS: dict[str, AdvantageMethod] = {
     "oracle": AdvantageMethod(_oracle, uses_lambda=True, uses_teacher=False, reads_labels=True),
     "gigpo": AdvantageMethod(_gigpo, uses_lambda=False, uses_teacher=False),
     "oracle_signed": AdvantageMethod(_oracle_signed, uses_lambda=False, uses_teacher=False, reads_labels=True),
+    "peer_diff": AdvantageMethod(_peer_diff, uses_lambda=True, uses_teacher=False),
 }
 
 

@@ -33,10 +33,11 @@ def group_stats(trajectories: Sequence[Trajectory], rewards: torch.Tensor, group
     }
 
 
-def gap_stats(gaps: Sequence[TrajectoryGap], trajectories: Sequence[Trajectory], hindsight_mode: str) -> dict[str, float]:
+def gap_stats(gaps: Sequence[TrajectoryGap], trajectories: Sequence[Trajectory], hindsight_mode: str,
+              hindsight_for: str) -> dict[str, float]:
     """delta/* per token kind over rescored trajectories; hindsight/* over the whole batch."""
     groups = group_trajectories(trajectories)
-    with_peer = sum(choose_peer(t, g.trajectories) is not None for g in groups for t in g.trajectories)
+    with_peer = sum(choose_peer(t, g.trajectories, hindsight_for) is not None for g in groups for t in g.trajectories)
     kind_sums = sum((g.kind_abs_sums for g in gaps), torch.zeros(3))
     kind_counts = sum((g.kind_counts for g in gaps), torch.zeros(3))
     stats = {

@@ -15,13 +15,21 @@ before the rescored step (token position ``Step.response_token_start``)::
 
 Modes: ``none`` (no block: teacher context = student context), ``correctness`` (the
 correctness line only, for every trajectory), ``peer_trajectory`` (the correctness line when
-``correctness_line`` is on, the default, plus the peer block for failed trajectories of mixed
-groups). The correctness line says ``correct`` or ``incorrect`` from the trajectory's own
+``correctness_line`` is on, the default, plus the peer block for the trajectories that have a
+peer, below). The correctness line says ``correct`` or ``incorrect`` from the trajectory's own
 ``success``. A block is tokenised once per trajectory and reused before each of its steps.
 
-Which peer: the FIRST successful trajectory of the group in batch order (the order the rollout
-produced them). It is deterministic, needs no scoring, and every failed trajectory of a group
-sees the same peer, so their teacher contexts differ only by their own steps.
+Which peer (``PEER_RULES``, picked by ``AlgorithmConfig.hindsight_for``):
+
+* ``failed`` (the default): a failed trajectory of a mixed group gets the FIRST successful
+  trajectory of the group in batch order (the order the rollout produced them). It is
+  deterministic, needs no scoring, and every failed trajectory of a group sees the same peer, so
+  their teacher contexts differ only by their own steps. Won trajectories get no peer.
+* ``failed_and_won``: the same for failed trajectories; a won trajectory also gets a peer, the
+  cleanest OTHER win of its group (never itself; none when it is the group's only win), so the
+  teacher can withdraw credit from a step the win did not need (a recovered mistake). Clean is
+  judged without labels, from what any agent sees: fewest steps, then fewest invalid actions,
+  then batch order (:func:`cleanliness`). Its block keeps the correctness line ``correct``.
 """
 
 from __future__ import annotations
@@ -34,11 +42,35 @@ from stepopsd.trajectory import Trajectory, is_mixed
 TRUNCATION_NOTE = "[... middle of the peer trajectory omitted to fit {budget} tokens ...]"
 
 
-def choose_peer(traj: Trajectory, group: Sequence[Trajectory]) -> Trajectory | None:
+def _first_win_for_a_failure(traj: Trajectory, group: Sequence[Trajectory]) -> Trajectory | None:
     """The first successful trajectory of ``group`` if ``traj`` failed in a mixed group, else None."""
     if traj.success or not is_mixed(group):
         return None
     return next(member for member in group if member.success)
+
+
+def cleanliness(traj: Trajectory) -> tuple[int, int]:
+    """Sort key of a win as a peer, lower is cleaner: (steps, invalid actions); no env label is read."""
+    return traj.num_steps, sum(not step.valid_action for step in traj.steps)
+
+
+def _cleanest_other_win(traj: Trajectory, group: Sequence[Trajectory]) -> Trajectory | None:
+    """A failure's peer as under ``failed``; a win's: the cleanest other win of ``group`` (first on ties)."""
+    if not traj.success:
+        return _first_win_for_a_failure(traj, group)
+    others = [member for member in group if member.success and member.trajectory_id != traj.trajectory_id]
+    return min(others, key=cleanliness, default=None)
+
+
+PEER_RULES: dict[str, Callable[[Trajectory, Sequence[Trajectory]], Trajectory | None]] = {
+    "failed": _first_win_for_a_failure,
+    "failed_and_won": _cleanest_other_win,
+}
+
+
+def choose_peer(traj: Trajectory, group: Sequence[Trajectory], hindsight_for: str = "failed") -> Trajectory | None:
+    """The peer ``traj`` is shown from ``group`` under the rule ``hindsight_for`` (``PEER_RULES``), or None."""
+    return PEER_RULES[hindsight_for](traj, group)
 
 
 def render_peer(peer: Trajectory) -> str:
@@ -104,6 +136,7 @@ def hindsight_text(
     group: Sequence[Trajectory],
     mode: str,
     *,
+    hindsight_for: str = "failed",
     correctness_line: bool = True,
     peer_token_budget: int = 1024,
     count_tokens: Callable[[str], int] = len,
@@ -114,5 +147,5 @@ def hindsight_text(
     if mode == "none":
         return ""
     correctness = ("correct" if traj.success else "incorrect") if correctness_line or mode == "correctness" else None
-    peer = choose_peer(traj, group) if mode == "peer_trajectory" else None
+    peer = choose_peer(traj, group, hindsight_for) if mode == "peer_trajectory" else None
     return peer_hindsight_block(peer, correctness, peer_token_budget, count_tokens)

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 import torch
 
+from stepopsd.algo.segment import on_step_targets
 from stepopsd.choices import MISTAKE_LABELS
 from stepopsd.trajectory import Step, Trajectory
 
@@ -69,6 +70,5 @@ def oracle_delta(trajectories: Sequence[Trajectory], step_ids: torch.Tensor, tar
 
     step_ids [B, T] long (-1 off targets), target_mask [B, T] bool.
     """
-    signs = step_sign_table(trajectories, label, two_sided)  # [B, S]
-    token_signs = signs.gather(1, step_ids.clamp(min=0, max=signs.shape[1] - 1))  # [B, T]
-    return torch.where(target_mask & (token_signs != 0), gap * token_signs, torch.zeros(token_signs.shape))
+    token_signs = on_step_targets(step_sign_table(trajectories, label, two_sided), step_ids, target_mask)  # [B, T]
+    return torch.where(token_signs != 0, gap * token_signs, torch.zeros(token_signs.shape))

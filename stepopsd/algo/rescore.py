@@ -269,8 +269,9 @@ def rescore_trajectory(
     """Hindsight block from ``group`` -> teacher log-probs on the scored windows -> gap to the behaviour log-probs."""
     if not traj.behaviour_logprobs:
         raise ValueError(f"trajectory {traj.trajectory_id!r} has no behaviour_logprobs; Eq. 2 needs them")
-    text = hindsight_text(traj, group, config.hindsight_mode, correctness_line=config.correctness_line,
-                          peer_token_budget=config.peer_token_budget, count_tokens=lambda t: len(tokenize(t)))
+    text = hindsight_text(traj, group, config.hindsight_mode, hindsight_for=config.hindsight_for,
+                          correctness_line=config.correctness_line, peer_token_budget=config.peer_token_budget,
+                          count_tokens=lambda t: len(tokenize(t)))
     hindsight_ids = list(tokenize(text)) if text else []
     windows = (context_windows if span_mode == "whole_response" else step_windows)(traj, target_mask)
     logprobs, scored = teacher_logprobs(teacher, traj.token_ids, windows, hindsight_ids,

@@ -63,6 +63,15 @@ def target_mask_and_step_ids(traj: Trajectory, span_mode: str) -> tuple[torch.Te
     return target_mask, step_ids
 
 
+def on_step_targets(step_values: torch.Tensor, step_ids: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+    """[B, T]: step k's value (``step_values`` [B, S]) on the target tokens of step k, 0 off targets.
+
+    step_ids [B, T] long (-1 off targets), target_mask [B, T] bool.
+    """
+    token_values = step_values.gather(1, step_ids.clamp(min=0, max=step_values.shape[1] - 1))  # [B, T]
+    return torch.where(target_mask, token_values, torch.zeros(token_values.shape))
+
+
 def token_kinds(traj: Trajectory) -> torch.Tensor:
     """[T] long: THOUGHT_TOKEN / ACTION_TOKEN inside those spans, OTHER_RESPONSE_TOKEN for the
     rest of a step's generated range (tags, end-of-turn), NOT_GENERATED elsewhere."""

@@ -16,10 +16,11 @@ ties count one half; 1 = the mistake always ranks first, 0.5 = no information):
   the credit the teacher added to the step relative to what the budget gives it anyway. GRPO
   gives every step its Delta = 0 credit, so its AUC is 0.5 by construction.
 
-Arms: ``grpo`` (Delta = 0), the hindsight controls ``none`` / ``correctness`` / ``peer_trajectory`` and a peer taken
-from another group (``other_group_peer``: a successful trajectory of a different task), and the
-``oracle`` (Delta from the labels), and ``gigpo`` (no Delta: its step credit |A_i + omega A_step|
-relative to |A_i|, reported in the before-budget column). Shaping uses lambda = lambda_0 (no decay). The AUCs are averaged over trajectories with a bootstrap 95%
+Arms: ``grpo`` (Delta = 0), the hindsight controls of ``CONTROLS`` (by default ``HINDSIGHT_CONTROLS``: ``none`` /
+``correctness`` / ``peer_trajectory`` and a peer taken from another group, ``other_group_peer``: a successful
+trajectory of a different task; on request also ``swapped_peer``: the group's own peer with its parcel choices
+swapped, :func:`swapped_parcels`), the ``oracle`` (Delta from the labels), and ``gigpo`` (no Delta: its step
+credit |A_i + omega A_step| relative to |A_i|, reported in the before-budget column). Shaping uses lambda = lambda_0 (no decay). The AUCs are averaged over trajectories with a bootstrap 95%
 confidence interval.
 
 ``clip_grid`` adds columns ``alpha_clip=a``: the ``conserved_step_share`` column recomputed from the
@@ -32,12 +33,15 @@ it needs no grid.)
 from __future__ import annotations
 
 import dataclasses
+import random
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from stepopsd.algo.advantage import ADVANTAGE_METHODS, CreditInputs
+from stepopsd.algo.hindsight import choose_peer, render_peer
 from stepopsd.algo.oracle import mistake_labels
 from stepopsd.algo.rescore import rescore_trajectory, right_pad
 from stepopsd.algo.segment import target_mask_and_step_ids
@@ -46,7 +50,7 @@ from stepopsd.config import AlgorithmConfig
 from stepopsd.lab.stats import bootstrap_ci, cluster_bootstrap_ci
 from stepopsd.trajectory import Trajectory, group_trajectories, is_mixed
 
-HINDSIGHT_CONTROLS = ("none", "correctness", "peer_trajectory", "other_group_peer")
+HINDSIGHT_CONTROLS = ("none", "correctness", "peer_trajectory", "other_group_peer")  # the teacher arms run by default
 BUDGET_COLUMNS = ("none", "equal_step_mean_abs", "conserved_step_share")  # "none": before the budget
 
 
@@ -137,11 +141,71 @@ def _teacher_free_methods(trajectories: Sequence[Trajectory], outcome: torch.Ten
     return {name: ADVANTAGE_METHODS[name](inputs, labelled, config.lambda_0)[:2] for name in ("grpo", "oracle", "gigpo")}
 
 
-def _other_group_peer(traj: Trajectory, successes_by_group: dict[int, list[Trajectory]]) -> list[Trajectory]:
+def _own_group(traj: Trajectory, groups: dict[int, list[Trajectory]], seed: int) -> list[Trajectory]:
+    return groups[traj.group_id]
+
+
+def _other_group_peer(traj: Trajectory, groups: dict[int, list[Trajectory]], seed: int) -> list[Trajectory]:
     """A group for the control: ``traj`` with the first success of the next group that has one."""
+    successes_by_group = {gid: wins for gid, members in groups.items() if (wins := [t for t in members if t.success])}
     ids = sorted(successes_by_group)
     others = [gid for gid in ids[ids.index(traj.group_id) + 1:] + ids[:ids.index(traj.group_id)]]
     return [traj, successes_by_group[others[0]][0]] if others else [traj]
+
+
+def _swapped_peer_group(traj: Trajectory, groups: dict[int, list[Trajectory]], seed: int) -> list[Trajectory]:
+    """``traj``'s own group with the peer it is shown replaced by that peer with its parcel choices swapped."""
+    peer = choose_peer(traj, groups[traj.group_id])
+    return [swapped_parcels(member, seed) if member is peer else member for member in groups[traj.group_id]]
+
+
+TAKE = re.compile(r"^take parcel (\d+)\b")
+PARCEL_NUMBER = re.compile(r"\bparcel (\d+)\b")
+
+
+def swapped_parcels(peer: Trajectory, seed: int) -> Trajectory:
+    """``peer`` as its hindsight block would show it had it taken other parcels: a null for the audit.
+
+    Each ``take parcel N`` becomes ``take parcel M``, M drawn (seeded by ``seed`` and the peer's id)
+    among the other parcel numbers the peer's text names (N + 1 if it names none). M replaces N in
+    the thought, response and action of the take and of the steps after it, up to the last one
+    before the next take whose action names parcel N (its deliver, return or move), and in the
+    first mention of parcel N in those steps' observations (the held parcel; a counter's listing
+    after it stays). Everything else, token ids included, is the peer's: the swap is for rendering.
+    """
+    numbers = sorted({int(n) for n in PARCEL_NUMBER.findall(render_peer(peer))})
+    rng = random.Random(f"{seed}/{peer.trajectory_id}")
+    steps = list(peer.steps)
+    takes = [k for k, step in enumerate(steps) if TAKE.match(step.action.strip())]
+    for i, first in enumerate(takes):
+        taken = int(TAKE.match(steps[first].action.strip()).group(1))
+        swapped = rng.choice([n for n in numbers if n != taken] or [taken + 1])
+        held = re.compile(rf"\bparcel {taken}\b")
+        following = range(first, takes[i + 1] if i + 1 < len(takes) else len(steps))
+        last = max(k for k in following if held.search(steps[k].action))
+        for k in range(first, last + 1):
+            step, new = steps[k], f"parcel {swapped}"
+            steps[k] = dataclasses.replace(step, thought=held.sub(new, step.thought), action=held.sub(new, step.action),
+                                           response=held.sub(new, step.response),
+                                           observation=held.sub(new, step.observation, count=1))
+    return dataclasses.replace(peer, steps=tuple(steps))
+
+
+@dataclass(frozen=True)
+class HindsightControl:
+    """A teacher arm: the hindsight mode, and the group the audited trajectory's peer is chosen from."""
+
+    mode: str
+    group: Callable[[Trajectory, dict[int, list[Trajectory]], int], list[Trajectory]]  # (audited, groups by id, seed)
+
+
+CONTROLS: dict[str, HindsightControl] = {
+    "none": HindsightControl("none", _own_group),
+    "correctness": HindsightControl("correctness", _own_group),
+    "peer_trajectory": HindsightControl("peer_trajectory", _own_group),
+    "other_group_peer": HindsightControl("peer_trajectory", _other_group_peer),
+    "swapped_peer": HindsightControl("peer_trajectory", _swapped_peer_group),
+}
 
 
 def audit_credit(
@@ -155,12 +219,15 @@ def audit_credit(
     controls: Sequence[str] = HINDSIGHT_CONTROLS,
     progress: Callable[[int, int], None] | None = None,
     clip_grid: Sequence[float] = (),
+    control_seed: int = 0,
 ) -> AuditResult:
-    """Blame-ranking AUCs of every arm (teacher arms only when a teacher is given)."""
+    """Blame-ranking AUCs of every arm (teacher arms, ``controls`` of ``CONTROLS``, only when a teacher is given;
+    ``control_seed`` seeds the ``swapped_peer`` control)."""
+    unknown = [name for name in controls if name not in CONTROLS]
+    if unknown:
+        raise ValueError(f"unknown hindsight control {unknown[0]!r}; the controls are {', '.join(CONTROLS)}")
     audited = audited_trajectories(trajectories, label)
     groups = {g.group_id: list(g.trajectories) for g in group_trajectories(trajectories)}
-    successes = {gid: [t for t in members if t.success] for gid, members in groups.items()}
-    successes = {gid: members for gid, members in successes.items() if members}
     outcome_advantages = grpo_advantages(torch.tensor([t.reward for t in trajectories]),
                                          torch.tensor([t.group_id for t in trajectories]))  # [B]
     outcome = dict(zip((t.trajectory_id for t in trajectories), outcome_advantages.tolist()))
@@ -178,11 +245,10 @@ def audit_credit(
             if arm in registry:  # grpo (Delta = 0) and the oracle (Delta from the labels)
                 delta = registry[arm][1][row[traj.trajectory_id], :len(traj.token_ids)]  # [T]
             else:
-                mode = "peer_trajectory" if arm == "other_group_peer" else arm
-                group = _other_group_peer(traj, successes) if arm == "other_group_peer" else groups[traj.group_id]
-                delta = rescore_trajectory(traj, group, target_mask, teacher, tokenize,
-                                           dataclasses.replace(config, hindsight_mode=mode), config.span_mode,
-                                           temperature).delta
+                control = CONTROLS[arm]
+                delta = rescore_trajectory(traj, control.group(traj, groups, control_seed), target_mask, teacher,
+                                           tokenize, dataclasses.replace(config, hindsight_mode=control.mode),
+                                           config.span_mode, temperature).delta
             scores = {"delta": [None if m is None else -m for m in step_means(delta, target_mask, step_ids, traj.num_steps)]}
             for budget in BUDGET_COLUMNS:
                 scores[budget] = shaped_step_credit(delta, target_mask, step_ids, outcome[traj.trajectory_id],

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stepopsd.config import SFTConfig, TrainConfig
-from stepopsd.lab.hindsight_rows import hindsight_sft_trajectories
+from stepopsd.lab.hindsight_rows import ROW_PEER_RULES, hindsight_sft_trajectories, slip_replays
 from stepopsd.lab.sft import expert_trajectories, save_policy, sft
 from stepopsd.lab.tiny import build_tiny_model
 from stepopsd.policy import Policy, encode, load_policy
@@ -66,8 +66,10 @@ def sft_warm_start(policy: Policy, config: TrainConfig,
     start RL can improve by shifting that preference (what RL does to a pretrained LLM).
 
     With ``sft.hindsight_rows`` it also trains on each expert step placed after the hindsight
-    block a teacher is shown (:mod:`stepopsd.lab.hindsight_rows`). With ``sft.stop_at_success`` it
-    plays ``sft.check_episodes`` greedy episodes every ``sft.check_every`` steps and stops at the
+    block a teacher is shown (:mod:`stepopsd.lab.hindsight_rows`); with ``sft.hindsight_peer =
+    "other_episode"`` it first replays each won scene with one recovered slip: the rows' peers, a
+    second won episode of each scene. With ``sft.stop_at_success`` it plays
+    ``sft.check_episodes`` greedy episodes every ``sft.check_every`` steps and stops at the
     first check that reaches that success: competence comes as a cliff in the steps, so a fixed
     step count cannot stop a small model at partial competence on every machine and tokenizer.
     ``experts`` keeps the expert's episodes for the next phase (:class:`ExpertEpisodes`).
@@ -93,7 +95,12 @@ def sft_warm_start(policy: Policy, config: TrainConfig,
             raise ValueError(f"no expert episode of {config.env.env_id} was won; nothing to learn from")
         rows = []
         if config.sft.hindsight_rows:
-            rows = hindsight_sft_trajectories(won, lambda text: encode(policy, text),
+            peers = won
+            if ROW_PEER_RULES[config.sft.hindsight_peer].replays:
+                won_tasks = [task for task, episode in zip(tasks[careless:], played) if episode.success]
+                peers = slip_replays(policy, envs, won_tasks, one_by_one, config.sft.careless_verb, config.sft.seed)
+            rows = hindsight_sft_trajectories(won, lambda text: encode(policy, text), peers=peers,
+                                              peer_rule=config.sft.hindsight_peer,
                                               peer_token_budget=config.algorithm.peer_token_budget,
                                               correctness_line=config.algorithm.correctness_line)
         checks: list[tuple[int, float]] = []
