@@ -22,7 +22,7 @@ def test_the_docs_tables_of_the_archived_benchmarks_are_what_their_runs_recomput
     doc = (reverdict.ROOT / "docs" / "benchmarks.md").read_text()
     for env in reverdict.learning_archives():
         rows = reverdict.archive_table_rows(env)
-        assert len(rows) >= 10
+        assert len(rows) >= 3  # the control, one arm and their paired row at least
         missing = [row for row in rows if row not in doc]
         assert not missing, (env, missing)
 
