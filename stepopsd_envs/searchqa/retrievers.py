@@ -3,6 +3,8 @@
 Every retriever is batched: ``search(queries, top_k)`` returns one ranked hit list per
 query. Index folders hold a ``meta.json`` naming their kind (see :mod:`.indexing`);
 :func:`load_retriever` opens one and caches it, so all envs in a process share a searcher.
+BM25 searches run in a worker process (:mod:`.search_worker`): pyserini's JVM never loads in the
+caller, so a JVM fault ends the worker, which is restarted, never the training run.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,36 +77,59 @@ def read_meta(index_dir: str | Path) -> dict:
 
 
 class BM25Retriever:
-    """Lucene BM25 through pyserini's ``LuceneSearcher``; batches run on ``threads`` threads."""
+    """Lucene BM25 (pyserini, k1=0.9 b=0.4) searched by a worker process; batches run on ``threads`` threads.
+
+    The JVM never loads in this process: a :class:`~.search_worker.SearchWorker` owns pyserini's
+    searcher and returns the same hits as searching here would. A worker that dies (a JVM fault, a
+    kill) is restarted, with a one-line ``RuntimeWarning``, and the request retried once; if the new
+    worker dies too, :class:`RetrieverUnavailable` says how, in one line (the env then cuts that
+    episode short, and the next search starts a new worker). :meth:`close` stops the worker; it also
+    stops when this object is collected or the process exits, and never outlives the process.
+    """
 
     def __init__(self, index_dir: str | Path, threads: int = 2, k1: float = 0.9, b: float = 0.4) -> None:
-        from stepopsd_envs.searchqa.jvm import start_jvm
+        from stepopsd_envs.searchqa.search_worker import SearchWorker
 
         meta = read_meta(index_dir)
         if meta["kind"] != "bm25":
             raise ValueError(f"{index_dir} holds a {meta['kind']} index, not bm25")
-        start_jvm()
-        from pyserini.search.lucene import LuceneSearcher
-
-        self.searcher = LuceneSearcher(str(Path(index_dir) / "lucene"))
-        self.searcher.set_bm25(k1, b)
-        self.threads = threads
-        self.num_passages = int(self.searcher.num_docs)
+        self.index_dir, self.threads, self.k1, self.b = str(index_dir), threads, k1, b
+        self.worker: SearchWorker | None = SearchWorker(index_dir, threads, k1, b)
+        self.num_passages = self.worker.num_passages
+        self._lock = threading.Lock()  # one request at a time on the worker's pipe
 
     def search(self, queries: Sequence[str], top_k: int) -> list[list[Hit]]:
-        if len(queries) == 1:
-            return [self._hits(self.searcher.search(queries[0], k=top_k))]
-        qids = [str(i) for i in range(len(queries))]
-        by_qid = self.searcher.batch_search(list(queries), qids, k=top_k, threads=self.threads)
-        return [self._hits(by_qid[qid]) for qid in qids]
+        from stepopsd_envs.searchqa.search_worker import WorkerDied
 
-    @staticmethod
-    def _hits(scored_docs) -> list[Hit]:
-        hits = []
-        for doc in scored_docs:
-            record = json.loads(doc.lucene_document.get("raw"))
-            hits.append(Hit(Passage.from_contents(record["id"], record["contents"]), float(doc.score)))
-        return hits
+        with self._lock:
+            try:
+                return self._running_worker().search(queries, top_k)
+            except WorkerDied as died:
+                self._stop_worker()
+                warnings.warn(f"{died}; restarting it", RuntimeWarning, stacklevel=2)
+            try:
+                return self._running_worker().search(queries, top_k)
+            except WorkerDied as died:
+                self._stop_worker()
+                raise RetrieverUnavailable(f"BM25 search failed, its worker died twice in a row: {died}; the next "
+                                           "search starts a new worker") from None
+
+    def _running_worker(self):
+        from stepopsd_envs.searchqa.search_worker import SearchWorker
+
+        if self.worker is None:
+            self.worker = SearchWorker(self.index_dir, self.threads, self.k1, self.b)
+        return self.worker
+
+    def close(self) -> None:
+        """Stop the worker process (a later search starts a new one)."""
+        with self._lock:
+            self._stop_worker()
+
+    def _stop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
 
 
 class PassageStore:
