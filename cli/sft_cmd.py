@@ -54,8 +54,7 @@ def sft_command(
     check_env_kwargs(config.env.env_id, config.env.train_kwargs, "env.train_kwargs")
     from rich.progress import Progress
 
-    from stepopsd.policy import ModelFolderError, load_policy
-    from stepopsd.lab.sft import save_policy
+    from stepopsd.policy import ModelFolderError, load_policy, save_policy
     from stepopsd.lab.warm_start import ExpertEpisodes, sft_phases, sft_warm_start
 
     try:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from stepopsd.config import SamplingConfig
+from stepopsd.run_dir import written_whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,14 @@ def load_policy(path: str | Path, *, dtype: str = "float32", device: str = "cpu"
     if lora_rank > 0:
         model = _add_lora(model, lora_rank, lora_alpha)
     return Policy(model=model, tokenizer=tokenizer, enable_thinking=enable_thinking)
+
+
+def save_policy(policy: Policy, out_dir: str | Path) -> None:
+    """Save model and tokenizer with ``save_pretrained`` (reloadable by :func:`load_policy`), whole or not
+    at all (:func:`~stepopsd.run_dir.written_whole`)."""
+    with written_whole(out_dir) as partial:
+        policy.model.save_pretrained(partial)
+        policy.tokenizer.save_pretrained(partial)
 
 
 def _from_pretrained(auto_class, path: str | Path, **kwargs):

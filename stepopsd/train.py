@@ -43,9 +43,9 @@ from stepopsd.evaluate import evaluate_policy, make_eval_envs
 from stepopsd.health import health_alarms
 from stepopsd.lab.warm_start import prepare_start_model, start_model_needs  # the one seam to the CPU lab
 from stepopsd.metrics import MetricsLogger, truncate_metrics
-from stepopsd.policy import Policy, encode, load_policy
+from stepopsd.policy import Policy, encode, load_policy, save_policy
 from stepopsd.rollout import make_envs, rollout, rollout_stats
-from stepopsd.run_dir import RunDir, check_run_folder, clear_run, run_lock, written_whole
+from stepopsd.run_dir import RunDir, check_run_folder, clear_run, run_lock
 from stepopsd.tasks import iteration_tasks, rank_share, seed_for
 from stepopsd.trajectory import Trajectory
 from stepopsd.trajectory_io import save_trajectories
@@ -175,9 +175,7 @@ def _train(config: TrainConfig, run: RunDir, accelerator, *, resume: bool, overw
         env.close()
     summary["replica_checksums"] = _replica_checksums(model, accelerator)
     if is_main:
-        with written_whole(run.final_model) as partial:
-            accelerator.unwrap_model(model).save_pretrained(partial)
-            policy.tokenizer.save_pretrained(partial)
+        save_policy(dataclasses.replace(policy, model=accelerator.unwrap_model(model)), run.final_model)
         summary["final_model"] = str(run.final_model)
         run.summary_json.write_text(json.dumps(summary, indent=2))
         logger.close()

@@ -4,7 +4,8 @@ import torch
 from model_fixtures import tiny_model_dir, tiny_policy  # noqa: F401  (pytest fixtures)
 from stepopsd.policy import SamplingConfig, load_policy
 from stepopsd.rollout import RolloutConfig, Task, make_envs, rollout
-from stepopsd.lab.sft import SFTConfig, expert_trajectories, generated_token_nll, save_policy, sft, sft_batch
+from stepopsd.lab.sft import SFTConfig, expert_trajectories, generated_token_nll, sft, sft_batch
+from stepopsd.policy import save_policy
 
 FETCH = "stepopsd/FetchItem-v0"
 

@@ -19,7 +19,6 @@ from stepopsd.logprobs import sequence_logprobs
 from stepopsd.policy import Policy, Sample, encode
 from stepopsd.batch import PolicyBatch, build_batch
 from stepopsd.rollout import Responder, RolloutConfig, Task, TurnRequest, rollout_in_chunks
-from stepopsd.run_dir import written_whole
 from stepopsd.trajectory import Trajectory
 from stepopsd_envs.contract import ExpertReplay
 from stepopsd_envs.protocol import EXPERT_THOUGHT, expert_text
@@ -124,9 +123,3 @@ def sft(policy: Policy, trajectories: Sequence[Trajectory], config: SFTConfig,
     policy.model.eval()
     return losses
 
-
-def save_policy(policy: Policy, out_dir) -> None:
-    """Save model and tokenizer with ``save_pretrained`` (reloadable by :func:`load_policy`), whole or not at all."""
-    with written_whole(out_dir) as partial:
-        policy.model.save_pretrained(partial)
-        policy.tokenizer.save_pretrained(partial)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from stepopsd.config import SFTConfig, TrainConfig
 from stepopsd.lab.hindsight_rows import ROW_PEER_RULES, hindsight_sft_trajectories, slip_replays
-from stepopsd.lab.sft import expert_trajectories, save_policy, sft
+from stepopsd.lab.sft import expert_trajectories, sft
 from stepopsd.lab.tiny import build_tiny_model
-from stepopsd.policy import Policy, encode, load_policy
+from stepopsd.policy import Policy, encode, load_policy, save_policy
 from stepopsd.rollout import RolloutConfig, Task, make_envs, rollout_in_chunks
 from stepopsd.run_dir import RunDir, check_model_source
 from stepopsd.tasks import ENVS_AT_ONCE, game_tasks, seed_for

@@ -88,14 +88,12 @@ class BM25Retriever:
     """
 
     def __init__(self, index_dir: str | Path, threads: int = 2, k1: float = 0.9, b: float = 0.4) -> None:
-        from stepopsd_envs.searchqa.search_worker import SearchWorker
-
         meta = read_meta(index_dir)
         if meta["kind"] != "bm25":
             raise ValueError(f"{index_dir} holds a {meta['kind']} index, not bm25")
         self.index_dir, self.threads, self.k1, self.b = str(index_dir), threads, k1, b
-        self.worker: SearchWorker | None = SearchWorker(index_dir, threads, k1, b)
-        self.num_passages = self.worker.num_passages
+        self.worker = None  # the SearchWorker, started here and again after it dies or close()
+        self.num_passages = self._running_worker().num_passages
         self._lock = threading.Lock()  # one request at a time on the worker's pipe
 
     def search(self, queries: Sequence[str], top_k: int) -> list[list[Hit]]:

@@ -115,11 +115,7 @@ class SearchWorker:
     def death(self) -> str:
         """How the worker ended, in words (waits for it): ``the BM25 search worker for DIR (pid 12) was
         killed by SIGABRT; JVM crash report: /x/hs_err_pid12.log``."""
-        try:
-            code = self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # its stdout closed but it lingers: finish it
-            self.process.kill()
-            code = self.process.wait()
+        code = _wait_or_kill(self.process)  # its stdout closed; one that lingers is finished
         how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with status {code}"
         report_name = f"hs_err_pid{self.process.pid}.log"
         reports = [folder / report_name for folder in (Path(self.cwd), Path(tempfile.gettempdir()))]
@@ -135,12 +131,17 @@ class SearchWorker:
 def _stop_process(process: subprocess.Popen) -> None:
     with contextlib.suppress(OSError):  # a dead worker's pipe: nothing left to tell it
         process.stdin.close()
+    _wait_or_kill(process)
+    process.stdout.close()
+
+
+def _wait_or_kill(process: subprocess.Popen, timeout_s: float = 10.0) -> int:
+    """``process``'s exit code, killing it if it has not exited within ``timeout_s``."""
     try:
-        process.wait(timeout=10)
+        return process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         process.kill()
-        process.wait()
-    process.stdout.close()
+        return process.wait()
 
 
 def _signal_name(number: int) -> str:
