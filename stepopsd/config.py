@@ -123,6 +123,7 @@ class RolloutConfig:
     max_turns: int = 50  # safety cap on top of the env's own TimeLimit
     show_admissible_actions: bool = False  # append info["admissible_actions"] to observation messages
     env_workers: int = 1  # threads stepping envs in parallel (useful for envs that release the GIL)
+    turn_cache: bool = True  # keep each episode's KV cache between turns (stepopsd.turn_cache); False: generate()
     seed: int = 0  # torch seed of the sampling
     sampling: SamplingConfig = SamplingConfig()
 

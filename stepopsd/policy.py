@@ -240,10 +240,11 @@ def sample(policy: Policy, prompts: Sequence[Sequence[int]], config: SamplingCon
     generated = sequences[:, input_ids.shape[1]:]  # [B, N]
     recorder.record(generated[:, -1])
     logprobs = torch.stack(recorder.picked, dim=1).cpu()  # [B, N]
-    return [_cut(policy, generated[row].tolist(), logprobs[row].tolist(), config) for row in range(len(prompts))]
+    return [cut_sample(policy, generated[row].tolist(), logprobs[row].tolist(), config) for row in range(len(prompts))]
 
 
-def _cut(policy: Policy, ids: list[int], logprobs: list[float], config: SamplingConfig) -> Sample:
+def cut_sample(policy: Policy, ids: list[int], logprobs: list[float], config: SamplingConfig) -> Sample:
+    """The Sample of one generated row: its ids up to where the turn ends (:func:`response_end`), nothing after."""
     end, reason = response_end(policy.tokenizer, ids, policy.eos_token_ids, config.stop_strings)
     kept = ids[:end]
     text_ids = kept[:-1] if reason == "eos" else kept  # the end-of-turn markup is not response text

@@ -34,6 +34,7 @@ from stepopsd.config import RolloutConfig, SamplingConfig
 from stepopsd.episodes import text_spans
 from stepopsd.policy import Policy, Sample, prompt_ids, sample, user_turn_ids
 from stepopsd.trajectory import Span, SpanKind, Step, Trajectory
+from stepopsd.turn_cache import TurnCache
 from stepopsd_envs.protocol import effective_stop_strings
 
 
@@ -270,9 +271,16 @@ def with_protocol_stops(sampling: SamplingConfig, protocol) -> SamplingConfig:
     return dataclasses.replace(sampling, stop_strings=stops) if stops != sampling.stop_strings else sampling
 
 
-def model_responder(policy: Policy, sampling: SamplingConfig) -> Responder:
-    """The policy itself: one batched generate call over all live episodes' prompts."""
-    return lambda requests: sample(policy, [r.prompt_ids for r in requests], sampling)
+def model_responder(policy: Policy, sampling: SamplingConfig, *, turn_cache: bool = True) -> Responder:
+    """The policy itself: one batched sampling call over all live episodes' prompts per turn.
+
+    With ``turn_cache`` each episode's KV cache is kept between turns (:class:`TurnCache`, one per
+    rollout); without it every turn is one ``generate`` call that re-reads each prompt (the reference).
+    """
+    if not turn_cache:
+        return lambda requests: sample(policy, [r.prompt_ids for r in requests], sampling)
+    sampler = TurnCache(policy, sampling)
+    return lambda requests: sampler([r.episode for r in requests], [r.prompt_ids for r in requests])
 
 
 def rollout(policy: Policy, envs: Sequence[gymnasium.Env], tasks: Sequence[Task], config: RolloutConfig, *,
@@ -287,7 +295,8 @@ def rollout(policy: Policy, envs: Sequence[gymnasium.Env], tasks: Sequence[Task]
         raise ValueError(f"rollout needs {needed} envs ({len(tasks)} tasks x group {config.group_size}), got {len(envs)}")
     episodes = [_Episode(t * config.group_size + m, envs[t * config.group_size + m], task, first_group_id + t, m)
                 for t, task in enumerate(tasks) for m in range(config.group_size)]
-    respond = respond or model_responder(policy, with_protocol_stops(config.sampling, envs[0].unwrapped.protocol))
+    respond = respond or model_responder(policy, with_protocol_stops(config.sampling, envs[0].unwrapped.protocol),
+                                         turn_cache=config.turn_cache)
     with torch.random.fork_rng(), ThreadPoolExecutor(max(1, config.env_workers)) as pool, \
             _Progress(len(episodes), progress) as bar:
         torch.manual_seed(config.seed)
