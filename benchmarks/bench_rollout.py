@@ -3,6 +3,7 @@
 Same model (the tiny local Qwen3, built fresh), same tasks, same sampling settings, one run:
 
     python benchmarks/bench_rollout.py --envs 32 --threads 1
+    python benchmarks/bench_rollout.py --envs 32 --threads 1 --no-turn-cache   # the generate() path, before #39
 
 Prints generated tokens/s, env steps/s, the batched/naive ratio (goal >= 4x at 32 envs) and
 the process's peak resident memory.
@@ -40,6 +41,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model folder (default: build the tiny model)")
     parser.add_argument("--context-mode", choices=["full", "window"], default="full",
                         help="full conversation (prompts grow every turn) or a window of the last step")
+    parser.add_argument("--no-turn-cache", action="store_true",
+                        help="sample every turn with generate(), re-reading each prompt (rollout.turn_cache = false)")
     args = parser.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -53,10 +56,12 @@ def main() -> None:
     model_dir = args.model or build_tiny_model(tempfile.mkdtemp(prefix="bench-tiny-"))
     policy = load_policy(model_dir)
     config = RolloutConfig(max_turns=args.turns, context_mode=args.context_mode, history_steps=1,
+                           turn_cache=not args.no_turn_cache,
                            sampling=SamplingConfig(max_new_tokens=args.max_new_tokens))
     tasks = [Task(seed=1000 + i) for i in range(args.envs)]
     envs = make_envs("stepopsd/FetchItem-v0", args.envs)
-    print(f"FetchItem, {args.context_mode} mode, {args.envs} tasks x {args.turns} turns, "
+    print(f"FetchItem, {args.context_mode} mode, turn cache {'off' if args.no_turn_cache else 'on'}, "
+          f"{args.envs} tasks x {args.turns} turns, "
           f"max {args.max_new_tokens} new tokens, "
           f"{args.threads} thread(s), {sum(p.numel() for p in policy.model.parameters()) / 1e6:.2f}M params")
 
@@ -66,7 +71,7 @@ def main() -> None:
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"ratio: {batched['tokens_per_s'] / naive['tokens_per_s']:.1f}x tokens/s, "
           f"{batched['steps_per_s'] / naive['steps_per_s']:.1f}x env steps/s (goal >= 4x)")
-    print(f"peak memory (max RSS of this process): {peak_mib:.0f} MiB")
+    print(f"peak memory (max RSS of this process): {peak_mib:.0f} MiB; load average {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
