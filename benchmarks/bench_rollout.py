@@ -12,10 +12,15 @@ the process's peak resident memory.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
+import subprocess
+import sys
 import resource
 import tempfile
 import time
+from pathlib import Path
 
 
 def measure(label: str, run) -> dict[str, float]:
@@ -43,6 +48,7 @@ def main() -> None:
                         help="full conversation (prompts grow every turn) or a window of the last step")
     parser.add_argument("--no-turn-cache", action="store_true",
                         help="sample every turn with generate(), re-reading each prompt (rollout.turn_cache = false)")
+    parser.add_argument("--record", type=Path, default=None, help="write the figures to this JSON file")
     args = parser.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -71,7 +77,19 @@ def main() -> None:
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"ratio: {batched['tokens_per_s'] / naive['tokens_per_s']:.1f}x tokens/s, "
           f"{batched['steps_per_s'] / naive['steps_per_s']:.1f}x env steps/s (goal >= 4x)")
-    print(f"peak memory (max RSS of this process): {peak_mib:.0f} MiB; load average {os.getloadavg()[0]:.2f}")
+    load = os.getloadavg()[0]
+    print(f"peak memory (max RSS of this process): {peak_mib:.0f} MiB; load average {load:.2f}")
+    if args.record:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent).stdout.strip()
+        args.record.parent.mkdir(parents=True, exist_ok=True)
+        args.record.write_text(json.dumps({
+            "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "commit": commit,
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "threads": args.threads,
+                        "load_after": load},
+            "context_mode": args.context_mode, "turn_cache": not args.no_turn_cache, "naive": naive,
+            "batched": batched, "ratio_tokens_per_s": batched["tokens_per_s"] / naive["tokens_per_s"],
+            "peak_rss_mib": peak_mib}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
