@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from stepopsd.choices import MISTAKE_LABELS
-from stepopsd_cli.errors import fail
+from stepopsd_cli.errors import check_token_ids, fail
 from stepopsd_cli.options import SET_HELP, choice_enum, config_overrides, load_config, output_folder
 
 app = typer.Typer(add_completion=False)
@@ -54,7 +54,7 @@ def credit_audit(
         loaded = load_trajectories(trajectories)
     except (TrajectoryFileError, ValueError) as error:
         fail(str(error))
-    teacher, tokenize = _teacher(model or _run_model(trajectories))
+    teacher, tokenize = _teacher(model or _run_model(trajectories), loaded, trajectories)
     with Progress(transient=True) as progress:
         task = progress.add_task("auditing", total=None)
         result = audit_credit(loaded, algorithm, teacher=teacher, tokenize=tokenize, temperature=temperature,
@@ -93,7 +93,8 @@ def _run_model(trajectories: Path) -> Path | None:
     return next((folder for folder in folders if (folder / "config.json").is_file()), None)
 
 
-def _teacher(model: Path | None):
+def _teacher(model: Path | None, trajectories, path: Path):
+    """The teacher model and its tokenizer, once every token id of ``trajectories`` fits its vocabulary."""
     if model is None:
         typer.echo("no teacher model: auditing grpo, oracle and gigpo only (pass --model for the hindsight arms)")
         return None, None
@@ -101,6 +102,7 @@ def _teacher(model: Path | None):
 
     if not (model / "config.json").is_file():
         fail(f"{model} is not a model folder (no config.json)")
+    check_token_ids(trajectories, path, model, "--model")
     try:
         policy = load_policy(model)
     except ModelFolderError as error:

@@ -89,3 +89,21 @@ def check_output_file(path: Path, *, overwrite: bool, option: str = "--out") -> 
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         fail(f"{option} {path}: cannot create {path.parent} ({error.strerror})")
+
+
+def check_token_ids(trajectories, path: Path, model: Path, option: str, tokenizer_size: int = 0) -> None:
+    """Fail naming the first token id of ``path``'s trajectories that the model in ``model`` cannot have
+    emitted: one past config.json's vocab_size (its embedding rows; ids past the tokenizer's last one are
+    legal and decode to nothing) or, without one, past ``tokenizer_size``."""
+    import json
+
+    from stepopsd.trajectory import SchemaError, check_vocabulary
+
+    try:
+        declared = json.loads((model / "config.json").read_text()).get("vocab_size")
+    except (OSError, ValueError, AttributeError):  # a tokenizer-only folder, or a config.json that is no object
+        declared = None
+    try:
+        check_vocabulary(trajectories, max(declared if type(declared) is int else 0, tokenizer_size))
+    except SchemaError as error:
+        fail(f"{path}: {error}; written with another tokenizer? pass the {option} of the run that wrote it")

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from stepopsd_cli.errors import fail
+from stepopsd_cli.errors import check_token_ids, fail
 
 app = typer.Typer(add_completion=False)
 
@@ -50,6 +50,7 @@ def inspect(
         decoder = AutoTokenizer.from_pretrained(str(tokenizer))
     except (OSError, ValueError) as error:
         fail(f"could not load a tokenizer from {tokenizer}: {error}")
+    check_token_ids(chosen.trajectories, trajectories, tokenizer, "--tokenizer", len(decoder))
     decode = lambda token_id: decoder.decode([token_id])  # noqa: E731
     console = Console()
     for traj in chosen.trajectories:
@@ -80,7 +81,7 @@ def _chosen_group(path: Path, group: int | None):
         for traj in chosen.trajectories:
             credit_of(traj)
     except ValueError as error:
-        fail(str(error))
+        fail(f"{path}: {error}")
     return chosen
 
 

@@ -12,7 +12,8 @@ import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from stepopsd.trajectory import Trajectory, TrajectoryGroup, group_trajectories
+from stepopsd.trajectory import SchemaError, Trajectory, TrajectoryGroup, group_trajectories
+from stepopsd.trajectory_io import describe_json, is_finite_number
 
 DecodeToken = Callable[[int], str]
 
@@ -29,14 +30,32 @@ class StepCredit:
 
 
 def credit_of(traj: Trajectory) -> dict:
+    """``metadata["credit"]`` once it holds a finite outcome advantage and one finite number per token
+    in each per-token list; else :class:`SchemaError` naming the trajectory and the field."""
     credit = traj.metadata.get("credit")
     if credit is None:
         raise ValueError(f"trajectory {traj.trajectory_id!r} carries no credit; inspect the trajectories "
                          "a training run dumps (RUN/trajectories/iter-*.jsonl)")
+    where = f"trajectory {traj.trajectory_id!r}, metadata.credit"
+    if not isinstance(credit, dict):
+        raise SchemaError(f"{where}: must be a JSON object, got {describe_json(credit)}")
+    if not is_finite_number(credit.get("outcome_advantage")):
+        raise SchemaError(f"{where}.outcome_advantage: must be a finite number, "
+                          f"got {describe_json(credit.get('outcome_advantage'))}")
+    for name in ("token_advantages", "delta"):
+        values = credit.get(name)
+        if not isinstance(values, list) or len(values) != len(traj.token_ids):
+            got = f"length {len(values)}" if isinstance(values, list) else describe_json(values)
+            raise SchemaError(f"{where}.{name}: must be a list of one number per token "
+                              f"(len(token_ids) {len(traj.token_ids)}), got {got}")
+        bad = next((n for n, value in enumerate(values) if not is_finite_number(value)), None)
+        if bad is not None:
+            raise SchemaError(f"{where}.{name}[{bad}]: must be a finite number, got {describe_json(values[bad])}")
     return credit
 
 
 def step_credits(traj: Trajectory) -> list[StepCredit]:
+    """Per step with response tokens: its mean teacher gap and mean shaped advantage."""
     credit = credit_of(traj)
     rows = []
     for step in traj.steps:

@@ -173,6 +173,16 @@ def group_trajectories(trajectories: Iterable[Trajectory]) -> list[TrajectoryGro
 # --------------------------------------------------------------------------- validation
 
 
+def check_vocabulary(trajectories: Iterable[Trajectory], vocab_size: int) -> None:
+    """Raise :class:`SchemaError` naming the first token id outside ``[0, vocab_size)``: a file written
+    with another tokenizer, or damaged (decoding or embedding it would fail or show wrong text)."""
+    for traj in trajectories:
+        bad = next((n for n, token_id in enumerate(traj.token_ids) if token_id >= vocab_size), None)
+        if bad is not None:
+            _fail(traj, f"token_ids[{bad}]", f"id {traj.token_ids[bad]} is outside the vocabulary "
+                                             f"(ids 0..{vocab_size - 1})")
+
+
 def _fail(traj: Trajectory, where: str, message: str) -> None:
     raise SchemaError(f"trajectory {traj.trajectory_id!r}, {where}: {message}")
 
@@ -192,6 +202,17 @@ def _check_span(traj: Trajectory, step: Step, span_index: int, span: Span) -> No
         if not 0 <= span.token_start <= span.token_end <= len(traj.token_ids):
             _fail(traj, where, f"token offsets [{span.token_start}, {span.token_end}) "
                                f"outside token_ids of length {len(traj.token_ids)}")
+
+
+def _check_response_order(traj: Trajectory) -> None:
+    """Each tokenised step's response starts at or after the end of the tokenised step before it."""
+    tokenised = [step for step in traj.steps if step.response_token_start is not None]
+    for before, step in zip(tokenised, tokenised[1:]):
+        if step.response_token_start < before.response_token_end:
+            _fail(traj, f"step {step.index}, response_token_start/end",
+                  f"[{step.response_token_start}, {step.response_token_end}) overlaps step {before.index}'s "
+                  f"response [{before.response_token_start}, {before.response_token_end}); "
+                  "each step's response must follow the one before it")
 
 
 def validate_trajectory(traj: Trajectory) -> None:
@@ -231,6 +252,7 @@ def validate_trajectory(traj: Trajectory) -> None:
                 ):
                     _fail(traj, f"step {step.index}, trainable_mask",
                           f"observation tokens [{span.token_start}, {span.token_end}) are marked trainable")
+    _check_response_order(traj)
     token_spans.sort()
     for (start_a, end_a, name_a), (start_b, end_b, name_b) in zip(token_spans, token_spans[1:]):
         if start_b < end_a:

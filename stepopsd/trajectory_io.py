@@ -35,12 +35,12 @@ def trajectory_from_dict(record: dict) -> Trajectory:
     trajectory (see :func:`validate_trajectory`).
     """
     if not isinstance(record, dict):
-        raise SchemaError(f"a trajectory record must be a JSON object, got {_describe(record)}")
+        raise SchemaError(f"a trajectory record must be a JSON object, got {describe_json(record)}")
     trajectory_id = record.get("trajectory_id")
     try:
         version = record.get("schema_version")
         if type(version) is not int or version != SCHEMA_VERSION:  # first: a newer file fails here, not on a field
-            problem = "is missing" if version is None else f"{_describe(version)} is not supported"
+            problem = "is missing" if version is None else f"{describe_json(version)} is not supported"
             raise _FieldError("schema_version", f"{problem} (this stepopsd reads {SCHEMA_VERSION})")
         record = _checked({k: v for k, v in record.items() if k != "schema_version"}, Trajectory, "")
         steps = []
@@ -62,13 +62,18 @@ def _is_int(value) -> bool:
     return type(value) is int  # not bool: ``true`` is no index
 
 
+def is_finite_number(value) -> bool:
+    """A JSON number that is neither NaN nor infinite (not a bool)."""
+    return type(value) in (int, float) and math.isfinite(value)
+
+
 # A schema field's annotation -> (test of its JSON value, what it must be); then, for arrays, of each item.
 _JSON_TYPES = {
     "str": (lambda v: isinstance(v, str), "a string"),
     "SpanKind": (lambda v: v in [kind.value for kind in SpanKind], f"one of {', '.join(k.value for k in SpanKind)}"),
     "int": (_is_int, "an integer"),
     "int | None": (lambda v: v is None or _is_int(v), "an integer or null"),
-    "float": (lambda v: type(v) in (int, float) and math.isfinite(v), "a finite number"),
+    "float": (is_finite_number, "a finite number"),
     "bool": (lambda v: type(v) is bool, "true or false"),
     "dict": (lambda v: isinstance(v, dict), "a JSON object"),
     "tuple[Span, ...]": (lambda v: isinstance(v, list), "a list of span objects"),
@@ -85,8 +90,12 @@ _ITEM_TYPES = {
 assert all(f.type in _JSON_TYPES for cls in (Span, Step, Trajectory) for f in fields(cls)), "a field without a JSON type"
 
 
-def _describe(value) -> str:
-    """``string "maybe"``: a value's JSON type and its (shortened) JSON text, for error messages."""
+def describe_json(value) -> str:
+    """``string "maybe"``: a value's JSON type and its (shortened) JSON text, for error messages.
+
+    >>> describe_json(float("nan"))
+    'number NaN'
+    """
     kind = {bool: "boolean", int: "integer", float: "number", str: "string", dict: "object"}.get(type(value), "")
     text = json.dumps(value, ensure_ascii=False, default=repr)
     text = text if len(text) <= 40 else text[:37] + "..."
@@ -96,7 +105,7 @@ def _describe(value) -> str:
 def _checked(record, cls: type, path: str) -> dict:
     """A copy of ``record`` once it is a JSON object of ``cls``'s fields, each of its JSON type (numbers as float)."""
     if not isinstance(record, dict):
-        raise _FieldError(path, f"must be a JSON object, got {_describe(record)}")
+        raise _FieldError(path, f"must be a JSON object, got {describe_json(record)}")
     schema = {f.name: f for f in fields(cls)}
     extra = [key for key in record if key not in schema]
     if extra:
@@ -111,14 +120,14 @@ def _checked(record, cls: type, path: str) -> dict:
         value = record[name]
         test, what = _JSON_TYPES[field_.type]
         if not test(value):
-            raise _FieldError(where, f"must be {what}, got {_describe(value)}")
+            raise _FieldError(where, f"must be {what}, got {describe_json(value)}")
         if field_.type == "float":
             record[name] = float(value)
         if field_.type in _ITEM_TYPES:
             test, what = _ITEM_TYPES[field_.type]
             bad = next((n for n, item in enumerate(value) if not test(item)), None)
             if bad is not None:
-                raise _FieldError(f"{where}[{bad}]", f"must be {what}, got {_describe(value[bad])}")
+                raise _FieldError(f"{where}[{bad}]", f"must be {what}, got {describe_json(value[bad])}")
             record[name] = tuple(float(x) for x in value) if field_.type == "tuple[float, ...]" else tuple(value)
     return record
 

@@ -1,6 +1,7 @@
 """Bad input on the command line: one `error:` line before any work (exit 2), never a traceback,
 and nothing on disk lost or mixed: run folders, models, trajectory files, checkpoints."""
 
+import dataclasses
 import json
 import os
 import re
@@ -17,7 +18,9 @@ from model_fixtures import small_model_dir  # noqa: F401  (pytest fixture)
 from stepopsd.config import AlgorithmConfig, OptimConfig, RolloutConfig, TinyModelSpec, TrainConfig, load_train_config
 from stepopsd.configtree import ConfigError
 from stepopsd.metrics import read_metrics
+from stepopsd.trajectory_io import save_trajectories
 from stepopsd_cli.app import app
+from test_trajectory import make_trajectory
 
 runner = CliRunner()
 FAST = ["--config", "test-fetch", "--set", "sft.steps=0", "--set", 'env.train_kwargs={"max_episode_steps": 4}',
@@ -304,6 +307,36 @@ def test_inspect_of_empty_corrupt_or_creditless_files(tmp_path):
     refused(["inspect", corrupt, "--tokenizer", tmp_path], "unreadable line(s): line 1: invalid JSON")
     assert invoke(["rollout", "stepopsd/FetchItem-v0", "--episodes", "1", "--out", plain]).exit_code == 0
     refused(["inspect", plain, "--tokenizer", tmp_path], "carries no credit")
+
+
+def with_credit(traj, **changes):
+    """``traj`` with a well-formed ``metadata["credit"]``, ``changes`` replacing its fields."""
+    credit = {"outcome_advantage": 1.0, "token_advantages": [0.5] * len(traj.token_ids),
+              "delta": [0.1] * len(traj.token_ids)}
+    return dataclasses.replace(traj, metadata={"credit": {**credit, **changes}})
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"token_advantages": [0.5] * 5}, "metadata.credit.token_advantages: must be a list of one number per token "
+                                      "(len(token_ids) 13), got length 5"),
+    ({"delta": [0.1] * 12 + ["x"]}, 'metadata.credit.delta[12]: must be a finite number, got string "x"'),
+    ({"delta": [float("nan")] * 13}, "metadata.credit.delta[0]: must be a finite number, got number NaN"),
+    ({"outcome_advantage": None}, "metadata.credit.outcome_advantage: must be a finite number, got null"),
+])
+def test_inspect_names_the_malformed_credit_field(tmp_path, small_model_dir, changes, message):
+    path = tmp_path / "credit.jsonl"
+    save_trajectories([with_credit(make_trajectory(), **changes)], path)
+    refused(["inspect", path, "--tokenizer", small_model_dir], f"{path}: trajectory 't0', {message}")
+
+
+@pytest.mark.parametrize("token_id", [5000, 2**70])
+def test_token_ids_outside_the_vocabulary_are_named_before_decoding_or_embedding(tmp_path, small_model_dir, token_id):
+    path = tmp_path / "foreign.jsonl"
+    ids = tuple(range(100, 113))
+    save_trajectories([with_credit(make_trajectory(token_ids=ids[:5] + (token_id,) + ids[6:]))], path)
+    message = f"{path}: trajectory 't0', token_ids[5]: id {token_id} is outside the vocabulary (ids 0..895)"
+    refused(["inspect", path, "--tokenizer", small_model_dir], message, "pass the --tokenizer of the run")
+    refused(["credit-audit", path, "--model", small_model_dir], message, "pass the --model of the run")
 
 
 def test_envs_all_describes_what_it_can():

@@ -106,6 +106,10 @@ BAD_RECORDS = [
     ({"steps.0.spans.1.token_end": DELETE}, "trajectory 't0', step 0, spans[1] (observation): token_start and "
                                             "token_end must both be set or both be None"),
     ({"steps.0.spans.0.start": 0}, "trajectory 't0', steps[0].spans[0].start: is not a field of the schema"),
+    ({"steps": [good_record()["steps"][0], {**good_record()["steps"][0], "index": 1, "spans": [],
+                                            "response_token_start": 4, "response_token_end": 6}]},
+     "trajectory 't0', step 1, response_token_start/end: [4, 6) overlaps step 0's response [2, 5); "
+     "each step's response must follow the one before it"),
 ]
 
 
@@ -183,6 +187,19 @@ def test_empty_or_unreadable_file_raises_one_line(tmp_path, strict):
         load_trajectories(tmp_path, strict=strict)
     with pytest.raises(FileNotFoundError, match="no trajectory file at"):
         load_trajectories(tmp_path / "missing.jsonl", strict=strict)
+
+
+def test_the_audit_refuses_token_ids_its_teacher_cannot_embed_before_any_work():
+    import torch
+
+    from stepopsd.config import AlgorithmConfig
+    from stepopsd.lab.credit_audit import audit_credit
+
+    teacher = torch.nn.Module()
+    teacher.get_input_embeddings = lambda: torch.nn.Embedding(5, 2)  # ids 0..4; the record holds 0..6
+    with pytest.raises(SchemaError) as error:
+        audit_credit([trajectory_from_dict(good_record())], AlgorithmConfig(), teacher=teacher, tokenize=list)
+    assert str(error.value) == "trajectory 't0', token_ids[5]: id 5 is outside the vocabulary (ids 0..4)"
 
 
 # --------------------------------------------------------------------------- env input

@@ -48,7 +48,7 @@ from stepopsd.algo.segment import target_mask_and_step_ids
 from stepopsd.algo.shaping import grpo_advantages, shape_advantages
 from stepopsd.config import AlgorithmConfig
 from stepopsd.lab.stats import bootstrap_ci, cluster_bootstrap_ci
-from stepopsd.trajectory import Trajectory, group_trajectories, is_mixed
+from stepopsd.trajectory import Trajectory, check_vocabulary, group_trajectories, is_mixed
 
 HINDSIGHT_CONTROLS = ("none", "correctness", "peer_trajectory", "other_group_peer")  # the teacher arms run by default
 BUDGET_COLUMNS = ("none", "equal_step_mean_abs", "conserved_step_share")  # "none": before the budget
@@ -222,10 +222,13 @@ def audit_credit(
     control_seed: int = 0,
 ) -> AuditResult:
     """Blame-ranking AUCs of every arm (teacher arms, ``controls`` of ``CONTROLS``, only when a teacher is given;
-    ``control_seed`` seeds the ``swapped_peer`` control)."""
+    ``control_seed`` seeds the ``swapped_peer`` control). A token id outside the teacher's vocabulary raises
+    :class:`SchemaError` before any work."""
     unknown = [name for name in controls if name not in CONTROLS]
     if unknown:
         raise ValueError(f"unknown hindsight control {unknown[0]!r}; the controls are {', '.join(CONTROLS)}")
+    if teacher is not None:
+        check_vocabulary(trajectories, teacher.get_input_embeddings().num_embeddings)
     audited = audited_trajectories(trajectories, label)
     groups = {g.group_id: list(g.trajectories) for g in group_trajectories(trajectories)}
     outcome_advantages = grpo_advantages(torch.tensor([t.reward for t in trajectories]),
