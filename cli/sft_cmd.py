@@ -65,15 +65,15 @@ def sft_command(
     experts = ExpertEpisodes()
     for number, phase in enumerate(phases, start=1):
         named = f"phase {number}: " if len(phases) > 1 else ""
-        with Progress() as progress:
-            bar = progress.add_task(f"{named}expert episodes, then sft", total=phase.sft.steps)
-            try:
+        try:
+            with Progress() as progress:  # closed before an error line, which is then the last line
+                bar = progress.add_task(f"{named}expert episodes, then sft", total=phase.sft.steps)
                 report = sft_warm_start(policy, phase, on_step=lambda step, loss: progress.update(
                     bar, advance=1, description=f"{named}sft loss {loss:.3f}"), on_check=lambda steps, success: progress.console.print(
                     f"step {steps}: greedy success {success:.1%} (stops at {phase.sft.stop_at_success:.0%})"),
                     experts=experts)
-            except ValueError as error:  # no expert, or no episode won
-                fail(str(error))
+        except ValueError as error:  # no expert, no episode won, a first prompt the context cannot hold
+            fail(str(error))
         typer.echo(f"{named}{report.won}/{report.episodes} expert episodes won; trained on those"
                    + (f", every one of the {report.careless} careless episodes" if report.careless else "")
                    + (f" and {report.hindsight_rows} hindsight rows" if report.hindsight_rows else "")

@@ -41,7 +41,12 @@ from stepopsd.checkpoint import restore_latest, save_checkpoint, usable_checkpoi
 from stepopsd.config import TrainConfig, save_train_config
 from stepopsd.evaluate import evaluate_policy, make_eval_envs
 from stepopsd.health import health_alarms
-from stepopsd.lab.warm_start import prepare_start_model, start_model_needs  # the one seam to the CPU lab
+from stepopsd.lab.warm_start import (  # the one seam to the CPU lab
+    WarmStartError,
+    check_first_prompt_fits,
+    prepare_start_model,
+    start_model_needs,
+)
 from stepopsd.metrics import MetricsLogger, truncate_metrics
 from stepopsd.policy import Policy, encode, load_policy, save_policy
 from stepopsd.rollout import make_envs, rollout, rollout_stats
@@ -86,10 +91,14 @@ def _train(config: TrainConfig, run: RunDir, accelerator, *, resume: bool, overw
     envs, eval_envs = _make_envs(config, rank_share(num_tasks, accelerator) * config.rollout.group_size, is_main)
     checkpoints = _open_run(config, run, accelerator, resume=resume, overwrite=overwrite)
 
-    start_path = prepare_start_model(config, run, accelerator, fresh_run=not checkpoints)
-    policy = load_policy(start_path, dtype=config.model.dtype, device=str(accelerator.device),
-                         lora_rank=config.model.lora_rank,
-                         enable_thinking={"auto": None, "on": True, "off": False}[config.model.thinking])
+    try:
+        start_path = prepare_start_model(config, run, accelerator, fresh_run=not checkpoints)
+        policy = load_policy(start_path, dtype=config.model.dtype, device=str(accelerator.device),
+                             lora_rank=config.model.lora_rank,
+                             enable_thinking={"auto": None, "on": True, "off": False}[config.model.thinking])
+        check_first_prompt_fits(policy, envs[0], config.rollout)
+    except WarmStartError as error:
+        raise EnvSetupError(str(error)) from None
     teacher = Teacher(policy.model, mode=config.algorithm.teacher_mode,
                       refresh_steps=config.algorithm.teacher_refresh_steps)
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=config.optim.lr,
@@ -211,10 +220,12 @@ def _open_run(config: TrainConfig, run: RunDir, accelerator, *, resume: bool, ov
 
 def training_needs(config: TrainConfig) -> TrainingNeeds:
     """What a run of ``config`` reads from its env: the start model's SFT (expert, careless
-    demonstrator), the method's step labels, the rollout's stop strings."""
+    demonstrator, an expert episode that ends within ``rollout.max_turns``), the method's step labels,
+    the rollout's stop strings."""
     labels = config.algorithm.oracle_label if ADVANTAGE_METHODS[config.algorithm.name].reads_labels else ""
     return dataclasses.replace(start_model_needs(config), mistake_label=labels,
-                               stop_strings=config.rollout.sampling.stop_strings)
+                               stop_strings=config.rollout.sampling.stop_strings,
+                               expert_turns=config.rollout.max_turns)
 
 
 def check_training_env(config: TrainConfig, env=None) -> None:

@@ -7,7 +7,7 @@ Any ``TextEnv`` can be rolled out and trained with GRPO-family methods. Some set
 =====================  =====================================================================
 SFT warm start         the env's expert: ``info["expert_action"]`` at every turn (reactive) or
 (``sft.steps > 0``)    ``info["expert_actions"]`` on reset (a plan), when reset with
-                       ``options={"expert": True}``
+                       ``options={"expert": True}``; its episode ends within ``rollout.max_turns``
 careless demonstrator  ``sft.careless_choice = "first" | "random_wrong"``: a reactive expert and
 (``sft.careless_rate``) ``info["admissible_actions"]``; ``"env"``: ``info["careless_action"]``
                        when reset with ``options={"expert": True, "careless": True}``
@@ -74,6 +74,7 @@ class TrainingNeeds:
     careless_choice: str = ""  # "" (no careless episodes) | "first" | "random_wrong" | "env"
     mistake_label: str = ""  # "" | "mistake" | "expert_action": the oracle reads this step info key
     stop_strings: tuple[str, ...] = ()  # the rollout stops generating at these
+    expert_turns: int = 0  # the expert's episode must end within this many turns (0: unchecked)
 
 
 def check_trainable_env(env, needs: TrainingNeeds, *, seed: int = 0, max_steps: int = 50) -> None:
@@ -114,6 +115,22 @@ def check_trainable_env(env, needs: TrainingNeeds, *, seed: int = 0, max_steps: 
             "each step's action with (algorithm.oracle_label = 'expert_action')")
     if needs.mistake_label == "mistake":
         _check_step_labels(env, name, info, protocol, max_steps)
+    if needs.expert and needs.expert_turns:
+        _check_expert_ends(env, name, protocol, seed, needs.expert_turns)
+
+
+def _check_expert_ends(env, name: str, protocol, seed: int, max_turns: int) -> None:
+    """The expert's seeded episode ends within ``max_turns`` turns (the SFT warm start learns from won episodes)."""
+    _, info = env.reset(seed=seed, options={"expert": True})
+    expert = ExpertReplay()
+    for _ in range(max_turns):
+        _, _, terminated, truncated, info = env.step(expert_text(protocol, expert.next_action(info), ""))
+        if terminated or truncated:
+            return
+    raise UntrainableEnvError(
+        f"{name}: its expert's episode (seed {seed}) has not ended after rollout.max_turns={max_turns} turns; "
+        "the SFT warm start (sft.steps > 0) learns from won expert episodes only and would get none: "
+        "raise rollout.max_turns, or set sft.steps=0")
 
 
 def _check_step_labels(env, name: str, info: dict, protocol, max_steps: int) -> None:

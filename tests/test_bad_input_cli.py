@@ -81,6 +81,9 @@ def train_iterations(run: Path) -> list[int]:
     (["--set", "env.env_id=stepopsd/Nope-v0"], "unknown env id 'stepopsd/Nope-v0' (env.env_id); registered envs: "),
     (["--set", 'env.train_kwargs={"bogus": 1}'], "env.train_kwargs: stepopsd/FetchItem-v0 takes no option 'bogus'"),
     (["--config", "quickstart"], "--config is given 2 times (test-fetch, quickstart)"),
+    (["--set", "sft.steps=2", "--set", "rollout.max_turns=1"],
+     "stepopsd/FetchItem-v0: its expert's episode (seed 0) has not ended after rollout.max_turns=1 turns; the SFT "
+     "warm start (sft.steps > 0) learns from won expert episodes only and would get none"),
 ])
 @pytest.mark.integration
 def test_train_refuses_bad_values_before_any_work(tmp_path, options, message):
@@ -238,10 +241,28 @@ def test_a_diverging_run_stops_before_a_checkpoint_holds_it(tmp_path, small_mode
     assert not (run / "checkpoints").exists() and not (run / "final_model").exists()
 
 
-def refused_after_work(args: list[str]) -> str:
-    """A run that fails mid-way: exit code 1 and a last line `error: ...`, no traceback."""
+@pytest.mark.integration
+def test_a_first_prompt_the_context_cannot_hold_stops_before_sft_or_rollout(tmp_path, small_model_dir):
+    message = ("rollout.max_context_tokens=40 cannot hold stepopsd/FetchItem-v0's first prompt (", "tokens, seed 0) "
+               "and rollout.sampling.max_new_tokens=24; every episode would end before its first step: raise "
+               "rollout.max_context_tokens to at least ")
+    run = tmp_path / "run"
+    line = refused_after_work(["train", *FAST, "--set", f"model.path={small_model_dir}", "--out", run,
+                               "--set", "rollout.max_context_tokens=40"], exit_code=2)
+    assert all(fragment in line for fragment in message), line
+    assert not (run / "metrics.jsonl").exists() and not (run / "checkpoints").exists()
+    line = refused_after_work(["sft", "--model", small_model_dir, "--env", "stepopsd/FetchItem-v0", "--out",
+                               tmp_path / "sft", "--set", "rollout.max_context_tokens=40",
+                               "--set", "rollout.sampling.max_new_tokens=24"], exit_code=2)
+    assert all(fragment in line for fragment in message), line
+    assert not (tmp_path / "sft").exists()
+
+
+def refused_after_work(args: list[str], exit_code: int = 1) -> str:
+    """A run that fails mid-way (after loading a model: its progress bar precedes): ``exit_code`` and a last
+    line `error: ...`, no traceback."""
     result = invoke(args)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == exit_code, result.output
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("error: ")
     return last

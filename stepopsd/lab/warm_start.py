@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +15,34 @@ from stepopsd.lab.hindsight_rows import ROW_PEER_RULES, hindsight_sft_trajectori
 from stepopsd.lab.sft import expert_trajectories, sft
 from stepopsd.lab.tiny import build_tiny_model
 from stepopsd.policy import Policy, encode, load_policy, save_policy
-from stepopsd.rollout import RolloutConfig, Task, make_envs, rollout_in_chunks
+from stepopsd.rollout import RolloutConfig, Task, _Episode, make_envs, rollout_in_chunks
 from stepopsd.run_dir import RunDir, check_model_source
 from stepopsd.tasks import ENVS_AT_ONCE, game_tasks, seed_for
 from stepopsd.trajectory import Trajectory
 from stepopsd_envs.contract import TrainingNeeds
+
+
+class WarmStartError(ValueError):
+    """The start model cannot be made from this config: no expert episode won, or the env's first
+    prompt leaves no room to generate."""
+
+
+def check_first_prompt_fits(policy: Policy, env, rollout: RolloutConfig, seed: int = 0) -> None:
+    """Raise :class:`WarmStartError` unless the env's first prompt (reset with ``seed``) and
+    ``rollout.sampling.max_new_tokens`` fit ``rollout.max_context_tokens``: otherwise every episode
+    ends before its first step, and SFT or RL trains on nothing."""
+    episode = _Episode(0, env, Task(seed=seed), 0, 0)  # the rollout's own first prompt, not a copy of its rule
+    episode.start(rollout.show_admissible_actions)
+    prompt = episode.next_context(policy, dataclasses.replace(rollout, max_context_tokens=sys.maxsize))
+    if prompt is None:  # the reset failed: the env's own check says why
+        return
+    needed = len(prompt) + rollout.sampling.max_new_tokens
+    if needed > rollout.max_context_tokens:
+        name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+        raise WarmStartError(
+            f"rollout.max_context_tokens={rollout.max_context_tokens} cannot hold {name}'s first prompt "
+            f"({len(prompt)} tokens, seed {seed}) and rollout.sampling.max_new_tokens={rollout.sampling.max_new_tokens}; "
+            f"every episode would end before its first step: raise rollout.max_context_tokens to at least {needed}")
 
 
 @dataclass(frozen=True)
@@ -73,12 +97,14 @@ def sft_warm_start(policy: Policy, config: TrainConfig,
     first check that reaches that success: competence comes as a cliff in the steps, so a fixed
     step count cannot stop a small model at partial competence on every machine and tokenizer.
     ``experts`` keeps the expert's episodes for the next phase (:class:`ExpertEpisodes`).
-    Raises ValueError when the env has no expert or no expert episode was won.
+    Raises ValueError when the env has no expert, :class:`WarmStartError` when no expert episode was won
+    or the first prompt cannot fit (:func:`check_first_prompt_fits`).
     """
     episodes = config.run.sft_expert_episodes
     envs = make_envs(config.env.env_id, min(ENVS_AT_ONCE, max(episodes, config.sft.check_episodes)),
                      **config.env.train_kwargs)
     try:
+        check_first_prompt_fits(policy, envs[0], config.rollout)
         tasks = game_tasks(envs[0], episodes, first_seed=seed_for(config.run.seed, -1), options={"expert": True})
         careless = round(config.sft.careless_rate * episodes)
         careless_tasks = tasks[:careless]
@@ -92,7 +118,7 @@ def sft_warm_start(policy: Policy, config: TrainConfig,
                                               careless_choice=config.sft.careless_choice) if careless else []
         won = [t for t in played if t.success]
         if not won:
-            raise ValueError(f"no expert episode of {config.env.env_id} was won; nothing to learn from")
+            raise WarmStartError(f"no expert episode of {config.env.env_id} was won; nothing to learn from")
         rows = []
         if config.sft.hindsight_rows:
             peers = won
