@@ -436,6 +436,42 @@ def test_out_that_is_a_file_is_refused_and_kept(tmp_path, search_extra):
     assert out.read_text() == "keep me"
 
 
+@pytest.mark.parametrize("meta, problem", [
+    ('{"num_passages": 3}', '{folder}/meta.json must be a JSON object whose "kind" is "bm25" or "dense", got no kind'),
+    ('["bm25"]', '{folder}/meta.json must be a JSON object whose "kind" is "bm25" or "dense", got a list'),
+    ('{"kind": "bm2', "{folder}/meta.json is not JSON (Unterminated string starting at: line 1 column 10 (char 9))"),
+    ('{"kind": "bm25", "num_passages": 3}', "{folder} is a damaged bm25 index: lucene is missing beside meta.json"),
+    ('{"kind": "dense", "num_passages": 3}', "{folder} holds a dense index, not bm25"),
+])
+def test_a_damaged_index_folder_is_named_before_any_search_starts(tmp_path, meta, problem):
+    from stepopsd_envs.searchqa.retrievers import load_retriever
+
+    (tmp_path / "meta.json").write_text(meta)
+    with pytest.raises(ValueError) as error:
+        load_retriever("bm25", tmp_path, threads=1)
+    rebuild = "" if "not bm25" in problem else \
+        "; rebuild the index with `stepopsd index build --corpus C.jsonl --kind bm25|dense --out DIR`"
+    assert str(error.value) == problem.format(folder=tmp_path) + rebuild
+
+
+@pytest.mark.parametrize("damage", [lambda text: text[:len(text) // 2], lambda text: b"{oops" + text])
+def test_a_damaged_alfworld_game_file_is_named(tmp_path, damage):
+    pytest.importorskip("alfworld")
+    from stepopsd_envs.alfworld.games import official_games
+
+    source = official_games("valid_seen")[0]  # the real games in ../shared/data/alfworld (read only)
+    split = tmp_path / "json_2.1.1" / "valid_seen"
+    copy = split / source.relative_to(source.parents[2])
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(damage(source.read_bytes()))
+    for make in (lambda: gymnasium.make("stepopsd/ALFWorld-v0", games=[str(copy)]).reset(seed=0),  # at reset
+                 lambda: gymnasium.make("stepopsd/ALFWorld-v0", split="valid_seen", data_dir=tmp_path)):  # listing
+        with pytest.raises(ValueError, match=f"^{copy} is a damaged ALFWorld game file \\(.+\\); download or "
+                                             "generate it again"):
+            make()
+    assert source.is_file()
+
+
 # --------------------------------------------------------------------------- retriever server address
 
 

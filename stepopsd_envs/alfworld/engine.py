@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from stepopsd_envs.alfworld.games import damaged_game
 
 WELCOME_BANNER = "-= Welcome to TextWorld, ALFRED! =-"
 TASK_PREFIX = "Your task is to: "
@@ -140,8 +143,11 @@ class AlfredEngine:
     def load(self, game: Path | dict[str, Any]) -> None:
         """Parse a ``game.tw-pddl`` file or its JSON content (the slow part: PDDL -> SAS translation)."""
         self.game_path = None  # a failed load leaves no stale game behind
-        with preserved_argv():
-            self._env.load(str(game) if isinstance(game, Path) else game)
+        try:
+            with preserved_argv():
+                self._env.load(str(game) if isinstance(game, Path) else game)
+        except json.JSONDecodeError as error:
+            raise damaged_game(game, error) from None
         self.game_path = game if isinstance(game, Path) else None
 
     def reset(self, with_facts: bool = False) -> str:

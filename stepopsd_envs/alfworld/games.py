@@ -89,8 +89,18 @@ def find_games(root: str | os.PathLike, task_types: Iterable[str] | None = None)
 
 def is_marked_solvable(game_path: Path) -> bool:
     """ALFWorld's check: the file has ``"solvable": true`` (files without the key are skipped)."""
-    with open(game_path) as handle:
-        return bool(json.load(handle).get("solvable", False))
+    try:
+        with open(game_path, encoding="utf-8") as handle:
+            game = json.load(handle)
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise damaged_game(game_path, error) from None
+    return isinstance(game, dict) and bool(game.get("solvable", False))
+
+
+def damaged_game(game_path: str | os.PathLike, error: ValueError) -> ValueError:
+    """The one-line error for a game file that is not whole JSON (truncated, overwritten)."""
+    return ValueError(f"{game_path} is a damaged ALFWorld game file ({error}); download or generate it again "
+                      "(`alfworld-download`), or remove it")
 
 
 def official_games(

@@ -67,13 +67,32 @@ def format_information(hits: Sequence[Hit]) -> str:
                    for rank, hit in enumerate(hits, start=1))
 
 
-def read_meta(index_dir: str | Path) -> dict:
-    """The ``meta.json`` of an index folder, with a clear error when it is not one."""
+BUILD_HINT = "`stepopsd index build --corpus C.jsonl --kind bm25|dense --out DIR`"
+INDEX_FILES = {"bm25": ("lucene",), "dense": ("index.faiss", "offsets.npy", "passages.jsonl")}  # beside meta.json
+
+
+def read_meta(index_dir: str | Path, kind: str | None = None) -> dict:
+    """The ``meta.json`` of a whole index folder (of ``kind`` when given); one clear line when it is not one:
+    ``FileNotFoundError`` without meta.json, ``ValueError`` for a damaged meta.json or a missing index file."""
     meta_path = Path(index_dir) / "meta.json"
     if not meta_path.is_file():
-        raise FileNotFoundError(f"{index_dir} is not a stepopsd search index (no meta.json); build one with "
-                                "`stepopsd index build --corpus C.jsonl --kind bm25|dense --out DIR`")
-    return json.loads(meta_path.read_text())
+        raise FileNotFoundError(f"{index_dir} is not a stepopsd search index (no meta.json); build one with {BUILD_HINT}")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{meta_path} is not JSON ({error}); rebuild the index with {BUILD_HINT}") from None
+    if not isinstance(meta, dict) or meta.get("kind") not in INDEX_FILES:
+        got = (f"a {type(meta).__name__}" if not isinstance(meta, dict)
+               else f"kind {meta['kind']!r}" if "kind" in meta else "no kind")
+        raise ValueError(f"{meta_path} must be a JSON object whose \"kind\" is \"bm25\" or \"dense\", got {got}; "
+                         f"rebuild the index with {BUILD_HINT}")
+    if kind is not None and meta["kind"] != kind:
+        raise ValueError(f"{index_dir} holds a {meta['kind']} index, not {kind}")
+    missing = [name for name in INDEX_FILES[meta["kind"]] if not (Path(index_dir) / name).exists()]
+    if missing:
+        raise ValueError(f"{index_dir} is a damaged {meta['kind']} index: {', '.join(missing)} is missing beside "
+                         f"meta.json; rebuild the index with {BUILD_HINT}")
+    return meta
 
 
 class BM25Retriever:
@@ -88,9 +107,7 @@ class BM25Retriever:
     """
 
     def __init__(self, index_dir: str | Path, threads: int = 2, k1: float = 0.9, b: float = 0.4) -> None:
-        meta = read_meta(index_dir)
-        if meta["kind"] != "bm25":
-            raise ValueError(f"{index_dir} holds a {meta['kind']} index, not bm25")
+        read_meta(index_dir, "bm25")
         self.index_dir, self.threads, self.k1, self.b = str(index_dir), threads, k1, b
         self.worker = None  # the SearchWorker, started here and again after it dies or close()
         self.num_passages = self._running_worker().num_passages
@@ -155,9 +172,7 @@ class DenseRetriever:
         from stepopsd_envs.searchqa.encoder import EncoderConfig, TextEncoder
 
         index_dir = Path(index_dir)
-        meta = read_meta(index_dir)
-        if meta["kind"] != "dense":
-            raise ValueError(f"{index_dir} holds a {meta['kind']} index, not dense")
+        meta = read_meta(index_dir, "dense")
         faiss.omp_set_num_threads(threads)
         self.index = faiss.read_index(str(index_dir / "index.faiss"))
         self.passages = PassageStore(index_dir)
