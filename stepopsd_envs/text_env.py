@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
@@ -86,6 +87,36 @@ def text_space() -> spaces.Text:
     space = copy.copy(_text_space_prototype())
     space.seed()  # its own generator, not the prototype's
     return space
+
+
+# What a constructor option must be -> its test; "... or None" kinds also take None.
+OPTION_KINDS = {
+    "an integer": lambda value: type(value) is int,
+    "a number": lambda value: type(value) in (int, float),
+    "a string": lambda value: isinstance(value, str),
+    "a path": lambda value: isinstance(value, (str, os.PathLike)),
+    "true or false": lambda value: type(value) is bool,
+    "a list of strings": lambda value: isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value),
+    "a list of paths": lambda value: isinstance(value, (list, tuple))
+    and all(isinstance(v, (str, os.PathLike)) for v in value),
+}
+
+
+def check_option_types(**options: tuple[Any, str]) -> None:
+    """Raise TypeError naming the first option whose value is not of its kind (a key of :data:`OPTION_KINDS`,
+    optionally ``"... or None"``): what ``gymnasium.make`` kwargs from JSON or TOML most often get wrong.
+
+    >>> check_option_types(top_k=("3", "an integer"))
+    Traceback (most recent call last):
+    TypeError: top_k must be an integer, got str '3'
+    """
+    for name, (value, kind) in options.items():
+        optional = kind.endswith(" or None")
+        if value is None and optional:
+            continue
+        if not OPTION_KINDS[kind.removesuffix(" or None")](value):
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+            raise TypeError(f"{name} must be {kind}, got {type(value).__name__} {shown}")
 
 
 class TextEnv(gymnasium.Env[str, str]):

@@ -263,6 +263,20 @@ def test_searchqa_refuses_a_step_after_its_answer():
         env.step("<answer> a </answer>")
 
 
+@pytest.mark.parametrize("env_id, kwargs, message", [
+    ("stepopsd/SearchQA-v0", {"top_k": "3"}, "top_k must be an integer, got str '3'"),
+    ("stepopsd/SearchQA-v0", {"data_sources": "nq"}, "data_sources must be a list of strings or None, got str 'nq'"),
+    ("stepopsd/SearchQA-v0", {"max_turns": 2.5}, "max_turns must be an integer, got float 2.5"),
+    ("stepopsd/ALFWorld-v0", {"games": "path"}, "games must be a list of paths or None, got str 'path'"),
+    ("stepopsd/ALFWorld-v0", {"task_types": "Heat"}, "task_types must be a list of strings or None, got str 'Heat'"),
+    ("stepopsd/ALFWorld-v0", {"expert_actions": "yes"}, "expert_actions must be true or false, got str 'yes'"),
+])
+def test_make_kwargs_of_the_wrong_type_are_named_before_anything_loads(env_id, kwargs, message):
+    with pytest.raises(TypeError) as error:
+        gymnasium.make(env_id, **kwargs)  # checked first: no index, retriever or game needed
+    assert str(error.value).startswith(message)  # then gymnasium's "was raised from the environment creator ..."
+
+
 def test_alfworld_inherits_the_checks(tmp_path):
     pytest.importorskip("alfworld")
     from stepopsd_envs.alfworld.generate import SceneConfig, generated_games

@@ -66,7 +66,7 @@ from stepopsd_envs.alfworld.protocol import (
     verl_agent_projection,
 )
 from stepopsd_envs.protocol import TagProtocol, repair_text
-from stepopsd_envs.text_env import TextEnv
+from stepopsd_envs.text_env import TextEnv, check_option_types
 
 NOTHING_HAPPENS = "Nothing happens."
 PROJECTIONS = ("strict", "verl_agent")
@@ -112,6 +112,18 @@ class ALFWorldEnv(TextEnv):
         protocol: TagProtocol | None = None,
         render_mode: str | None = None,
     ) -> None:
+        check_option_types(split=(split, "a string"), data_dir=(data_dir, "a path or None"),
+                           games=(games, "a list of paths or None"),
+                           task_types=(task_types, "a list of strings or None"),
+                           shuffle_seed=(shuffle_seed, "an integer or None"),
+                           generated_per_type=(generated_per_type, "an integer"),
+                           generator_seed=(generator_seed, "an integer"),
+                           generated_receptacles=(generated_receptacles, "an integer"),
+                           generated_distractors=(generated_distractors, "an integer"),
+                           cache_dir=(cache_dir, "a path or None"), success_reward=(success_reward, "a number"),
+                           invalid_action_reward=(invalid_action_reward, "a number"),
+                           history_length=(history_length, "an integer"),
+                           expert_actions=(expert_actions, "true or false"))
         check_prompt_version(prompt_version)
         super().__init__(_projection_protocol(projection, protocol),
                          invalid_action_reward=invalid_action_reward, render_mode=render_mode)

@@ -58,7 +58,7 @@ from stepopsd_envs.searchqa.protocol import SearchR1Protocol, parse_command
 from stepopsd_envs.searchqa.retrievers import (RETRIEVER_KINDS, Retriever, RetrieverUnavailable, format_information,
                                                load_retriever)
 from stepopsd_envs.searchqa.world import WORLD_OPTIONS
-from stepopsd_envs.text_env import TextEnv
+from stepopsd_envs.text_env import TextEnv, check_option_types
 
 
 
@@ -103,6 +103,10 @@ class SearchQAEnv(TextEnv):
         protocol: SearchR1Protocol | None = None,
         render_mode: str | None = None,
     ) -> None:
+        check_option_types(index_dir=(index_dir, "a path or None"), dense_index_dir=(dense_index_dir, "a path or None"),
+                           retriever_url=(retriever_url, "a string or None"), top_k=(top_k, "an integer"),
+                           max_turns=(max_turns, "an integer"), split=(split, "a string or None"),
+                           data_sources=(data_sources, "a list of strings or None"), threads=(threads, "an integer"))
         super().__init__(protocol or SearchR1Protocol(), render_mode=render_mode)
         if top_k < 1 or max_turns < 1:
             raise ValueError(f"top_k and max_turns must be >= 1, got top_k={top_k}, max_turns={max_turns}")
