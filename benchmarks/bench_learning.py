@@ -107,6 +107,10 @@ ENVS = {
     "errandchain-pointer": EnvSetup("ErrandChain, pointer clues (4 sub-errands, a start that reads)",
                                     "learning-errandchain-pointer",
                                     "the env's exact mistake labels (two-sided for oracle-full)", {}, primary="early"),
+    "errandchain-independent": EnvSetup("ErrandChain, independent mistakes (4 sub-errands, pointer clues)",
+                                        "learning-errandchain-independent",
+                                        "the env's exact mistake labels (two-sided for oracle-full)", {},
+                                        primary="early"),
 }
 # every run starts from one model and plays the same evaluation episodes: its before-RL evaluation is done
 # once for the benchmark (evaluate_start), not once per run

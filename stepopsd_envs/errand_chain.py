@@ -46,7 +46,10 @@ largest."): reading is copying the number the format's phrase points at, which a
 learns where it does not learn the rules' lookups and comparisons (docs/benchmarks.md, ErrandChain).
 
 Reset options: ``scene_seed`` (drawn from the env's ``np_random`` when absent), ``careless``
-(add ``careless_action``). Info keys beyond :class:`~stepopsd_envs.text_env.TextEnv`'s:
+(add ``careless_action``). ``careless_errands`` (constructor, default 1.0) is the chance that the
+careless demonstrator is careless at each errand, drawn per errand from the scene seed: below 1 its
+mistakes are independent across the errands of an episode, so a start cloned from it has no
+episode-level "careless mode" that makes one mistake predict the next. Info keys beyond :class:`~stepopsd_envs.text_env.TextEnv`'s:
 
 ===================  ==========================================================
 ``expert_actions``   (reset) the winning plan, 3K commands
@@ -54,7 +57,7 @@ Reset options: ``scene_seed`` (drawn from the env's ``np_random`` when absent), 
 ``expert_action``    the expert's next command in the current state (after a wrong take:
                      return it, then take the right one); absent once the episode is over
 ``careless_action``  (reset with ``careless``) the expert, except that an errand's first take
-                     is its format's careless default, and a wrong parcel is delivered until
+                     is its format's careless default (on the errands ``careless_errands`` draws), and a wrong parcel is delivered until
                      the env rejects it (then it recovers as the expert does)
 ``errand``           k, the errand the step acted in (0 on reset)
 ``clue_format``      that errand's clue format
@@ -144,7 +147,8 @@ class ErrandChainEnv(TextEnv):
 
     def __init__(self, num_errands: int = 8, num_parcels: int = 3, mistake_budget: int = 3,
                  success_reward: float = 1.0, invalid_action_reward: float = 0.0, clue_style: str = "rule",
-                 protocol: TagProtocol | None = None, render_mode: str | None = None) -> None:
+                 careless_errands: float = 1.0, protocol: TagProtocol | None = None,
+                 render_mode: str | None = None) -> None:
         super().__init__(protocol, invalid_action_reward=invalid_action_reward, render_mode=render_mode)
         if clue_style not in CLUE_STYLES:
             raise ValueError(f"clue_style must be one of {', '.join(CLUE_STYLES)}, got {clue_style!r}")
@@ -154,8 +158,10 @@ class ErrandChainEnv(TextEnv):
             raise ValueError(f"num_parcels must be in [2, 5], got {num_parcels}")
         if mistake_budget < 0:
             raise ValueError(f"mistake_budget must be >= 0, got {mistake_budget}")
+        if not (isinstance(careless_errands, (int, float)) and 0 <= careless_errands <= 1):
+            raise ValueError(f"careless_errands must be a number in [0, 1], got {careless_errands!r}")
         self.num_errands, self.num_parcels, self.mistake_budget = num_errands, num_parcels, mistake_budget
-        self.clue_style = clue_style
+        self.clue_style, self.careless_errands = clue_style, float(careless_errands)
         self.success_reward = success_reward
         self.step_limit = 3 * num_errands + 3 * mistake_budget  # a recovery costs a non-oracle 3 steps
         self.scene: ChainScene | None = None
@@ -169,6 +175,8 @@ class ErrandChainEnv(TextEnv):
         self.scene = scene = ChainScene.generate(int(scene_seed), self.num_errands, self.num_parcels,
                                                         self.clue_style)
         self._careless = bool(options.get("careless", False))
+        draws = random.Random(f"careless-{scene_seed}")  # the same errands for a scene, apart from its layout's draws
+        self._careless_here = tuple(draws.random() < self.careless_errands for _ in range(self.num_errands))
         self._errand, self._here, self._holding = 0, HOME, None
         self._rejected = False  # the env has refused the parcel held
         self._took_here = False  # the current errand has had a take (the careless habit acts once)
@@ -299,7 +307,8 @@ class ErrandChainEnv(TextEnv):
         errand = self.scene.errands[self._errand]
         if self._holding is not None and not self._rejected:
             return f"deliver parcel {self._holding} to {errand.dest}"
-        if self._holding is None and self._here == errand.place and not self._took_here:
+        if self._holding is None and self._here == errand.place and not self._took_here \
+                and self._careless_here[self._errand]:
             return f"take parcel {errand.clue.careless}"
         return self._expert_action()
 

@@ -259,3 +259,25 @@ def test_the_pointer_style_names_the_answer_and_a_wrong_pull_in_each_formats_own
 def test_an_unknown_clue_style_is_refused():
     with pytest.raises(ValueError, match="clue_style must be one of rule, pointer"):
         ErrandChainEnv(clue_style="arrows")
+
+
+def test_careless_errands_draws_each_errand_on_its_own_and_the_same_per_scene():
+    env = gymnasium.make(ENV_ID, num_errands=4, num_parcels=3, mistake_budget=4, careless_errands=0.5)
+    careless_by_scene = []
+    for seed in range(200):
+        _, infos, _ = play(env, seed, "careless_action", careless=True)
+        careless_by_scene.append({info["errand"] for info in infos[1:] if info.get("mistake")})
+    assert careless_by_scene[7] == {info["errand"] for info in play(env, 7, "careless_action", careless=True)[1][1:]
+                                     if info.get("mistake")}
+    per_errand = [sum(k in errands for errands in careless_by_scene) / 200 for k in range(4)]
+    assert all(0.35 < share < 0.65 for share in per_errand), per_errand  # ~ half of the errands, each on its own
+    both = sum({0, 1} <= errands for errands in careless_by_scene) / 200
+    assert abs(both - per_errand[0] * per_errand[1]) < 0.1  # independent, not an episode-level mode
+    always = [play(make_env(4, 3), seed, "careless_action", careless=True)[1][1:] for seed in range(20)]
+    assert all(any(info.get("mistake") for info in infos) for infos in always)  # default 1.0: as before
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, "0.5"])
+def test_a_careless_errands_outside_0_1_is_refused(value):
+    with pytest.raises(ValueError, match="careless_errands must be a number in \\[0, 1\\]"):
+        ErrandChainEnv(careless_errands=value)
