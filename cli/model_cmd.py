@@ -61,5 +61,10 @@ def init_tiny(
                              seed=seed, searchqa_text=searchqa_text, searchqa_world=world, alfworld_text=alfworld_text)
     except ValueError as error:
         fail(str(error))
-    build_tiny_model(out, spec, alfworld_data)
+    from stepopsd.run_dir import WriteFailedError
+
+    try:
+        build_tiny_model(out, spec, alfworld_data)
+    except WriteFailedError as error:
+        fail(str(error), exit_code=1)
     typer.echo(f"wrote tiny model to {out}")

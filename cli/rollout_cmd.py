@@ -60,7 +60,12 @@ def rollout(
         errors, episodes_played = episode_errors(trajectories), len(trajectories)
     if errors and len(errors) == episodes_played:
         fail(f"{errors_summary(errors, episodes_played)}; nothing written", exit_code=1)
-    save_trajectories(trajectories, out)
+    from stepopsd.run_dir import WriteFailedError
+
+    try:
+        save_trajectories(trajectories, out)
+    except WriteFailedError as error:
+        fail(str(error), exit_code=1)
     wins = sum(t.success for t in trajectories)
     typer.echo(f"wrote {len(trajectories)} trajectories to {out}: {wins}/{len(trajectories)} successful")
     if errors:

@@ -78,5 +78,10 @@ def sft_command(
                    + (f", every one of the {report.careless} careless episodes" if report.careless else "")
                    + (f" and {report.hindsight_rows} hindsight rows" if report.hindsight_rows else "")
                    + f"; {len(report.losses)} steps, loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}")
-    save_policy(policy, output_folder(out))
+    from stepopsd.run_dir import WriteFailedError
+
+    try:
+        save_policy(policy, output_folder(out))
+    except WriteFailedError as error:
+        fail(str(error), exit_code=1)
     typer.echo(f"saved to {out}")

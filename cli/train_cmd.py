@@ -60,7 +60,7 @@ def train(
     train_config = load_config(one_config(config), overrides)
     _check_before_work(train_config, out, resume=resume, overwrite=overwrite)
     output_folder(out)
-    from stepopsd.run_dir import RunFolderError
+    from stepopsd.run_dir import RunFolderError, WriteFailedError
     from stepopsd.train import EnvSetupError, NonFiniteError
     from stepopsd.train import train as run_training
 
@@ -68,7 +68,7 @@ def train(
         summary = run_training(train_config, out, resume=resume, overwrite=overwrite)
     except (RunFolderError, EnvSetupError) as error:
         fail(str(error))
-    except NonFiniteError as error:
+    except (NonFiniteError, WriteFailedError) as error:
         fail(str(error), exit_code=1)
     except KeyboardInterrupt:
         _interrupted(out)

@@ -22,7 +22,7 @@ import shutil
 import warnings
 from pathlib import Path
 
-from stepopsd.run_dir import RunDir, RunFolderError
+from stepopsd.run_dir import RunDir, RunFolderError, WriteFailedError, is_write_failure
 
 MANIFEST = "manifest.json"  # {relative file path: size in bytes}, written last
 COUNTERS = "train_state.json"  # TrainState.state_dict()
@@ -39,19 +39,26 @@ def save_checkpoint(accelerator, run: RunDir, iteration: int, state, teacher=Non
     from safetensors.torch import save_model
 
     final, partial = run.checkpoint(iteration), run.partial_checkpoint(iteration)
-    if accelerator.is_main_process:
+    try:
+        if accelerator.is_main_process:
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(partial), safe_serialization=True)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            (partial / COUNTERS).write_text(json.dumps(state.state_dict()), encoding="utf-8")
+            if teacher is not None:
+                save_model(teacher, str(partial / TEACHER))  # save_model keeps one copy of tied weights
+            sizes = {path.relative_to(partial).as_posix(): path.stat().st_size
+                     for path in sorted(partial.rglob("*")) if path.is_file()}
+            (partial / MANIFEST).write_text(json.dumps(sizes, indent=1), encoding="utf-8")
+    except BaseException as error:
         shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial), safe_serialization=True)
-    accelerator.wait_for_everyone()
+        if is_write_failure(error):
+            raise WriteFailedError(final, error, kept="the earlier checkpoints are kept") from error
+        raise
     if accelerator.is_main_process:
-        (partial / COUNTERS).write_text(json.dumps(state.state_dict()), encoding="utf-8")
-        if teacher is not None:
-            save_model(teacher, str(partial / TEACHER))  # save_model keeps one copy of tied weights
-        sizes = {path.relative_to(partial).as_posix(): path.stat().st_size
-                 for path in sorted(partial.rglob("*")) if path.is_file()}
-        (partial / MANIFEST).write_text(json.dumps(sizes, indent=1), encoding="utf-8")
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
         for old in list_checkpoints(run)[:-keep_last]:

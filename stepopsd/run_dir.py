@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -122,12 +123,30 @@ def written_whole(path: str | Path) -> Iterator[Path]:
     _remove(partial)  # left by a killed write
     try:
         yield partial
-    except BaseException:
+    except BaseException as error:
         _remove(partial)
+        if is_write_failure(error):
+            raise WriteFailedError(path, error, kept="the previous one is kept" if path.exists()
+                                   else "nothing was written") from error
         raise
     if path.is_dir():
         shutil.rmtree(path)
     os.replace(partial, path)
+
+
+class WriteFailedError(OSError):
+    """A file or folder could not be written (a full disk, no permission, a read-only mount); one line
+    naming it, the reason and what is still on disk."""
+
+    def __init__(self, path: Path, error: BaseException, kept: str) -> None:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else " ".join(str(error).split())
+        super().__init__(f"could not write {path} ({reason}; disk full or not writable?); {kept}")
+
+
+def is_write_failure(error: BaseException) -> bool:
+    """An OSError, or safetensors' own error (it wraps the OS's, e.g. ``IoError(... StorageFull ...)``)."""
+    safetensors = sys.modules.get("safetensors")  # loaded whenever it raised: no import for the others
+    return isinstance(error, OSError) or (safetensors is not None and isinstance(error, safetensors.SafetensorError))
 
 
 def _remove(path: Path) -> None:

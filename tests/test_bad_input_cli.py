@@ -285,6 +285,21 @@ def test_sft_never_writes_over_its_model_or_a_full_folder(tmp_path, small_model_
     assert snapshot(small_model_dir) == before and (full / "config.json").read_text() == "{}"
 
 
+def test_a_full_disk_while_writing_a_model_is_one_line_naming_the_folder(tmp_path, monkeypatch):
+    from safetensors import SafetensorError
+    from transformers import PreTrainedModel
+
+    def disk_full(self, folder, **kwargs):
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", disk_full)
+    out = tmp_path / "tiny"
+    line = refused_after_work(["model", "init-tiny", "--out", out])
+    assert line == (f"error: could not write {out} (Error while serializing: IoError(Os {{ code: 28, kind: "
+                    "StorageFull }); disk full or not writable?); nothing was written")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_rollout_checks_its_output_path_before_playing(tmp_path):
     kept = tmp_path / "keep.jsonl"
     kept.write_text("precious\n")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import gymnasium
 import pytest
@@ -484,6 +485,88 @@ def test_a_damaged_alfworld_game_file_is_named(tmp_path, damage):
                                              "generate it again"):
             make()
     assert source.is_file()
+
+
+# --------------------------------------------------------------------------- a full disk
+
+
+DISK_FULL = 'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+
+
+class FullDiskWriter:
+    """Stands in for a model, tokenizer or accelerator: writes one file, then the disk is full."""
+
+    is_main_process = True
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def save_pretrained(self, folder) -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "config.json").write_text("{}")
+        raise self.error
+
+    def save_state(self, folder, **kwargs) -> None:
+        self.save_pretrained(folder)
+
+    def wait_for_everyone(self) -> None:
+        pass
+
+
+def test_a_full_disk_while_saving_a_model_keeps_the_previous_one_and_says_so(tmp_path):
+    from safetensors import SafetensorError
+
+    from stepopsd.policy import Policy, save_policy
+    from stepopsd.run_dir import WriteFailedError
+
+    out = tmp_path / "final_model"
+    out.mkdir()
+    (out / "model.safetensors").write_text("the previous model")
+    full = FullDiskWriter(SafetensorError(DISK_FULL))
+    with pytest.raises(WriteFailedError) as error:
+        save_policy(Policy(model=full, tokenizer=full), out)
+    assert str(error.value) == (f"could not write {out} ({DISK_FULL}; disk full or not writable?); "
+                                "the previous one is kept")
+    assert [p.name for p in tmp_path.iterdir()] == ["final_model"]  # no partial folder left
+    assert [p.name for p in out.iterdir()] == ["model.safetensors"]
+
+
+def test_a_full_disk_while_saving_trajectories_leaves_no_half_file(tmp_path, monkeypatch):
+    import errno
+
+    from stepopsd import trajectory_io
+    from stepopsd.run_dir import WriteFailedError
+
+    def full_after_one_line(trajectories, path, mode):
+        Path(path).write_text("{")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(trajectory_io, "_write_lines", full_after_one_line)
+    out = tmp_path / "t.jsonl"
+    with pytest.raises(WriteFailedError) as error:
+        save_trajectories([trajectory_from_dict(good_record())], out)
+    assert str(error.value) == (f"could not write {out} (No space left on device; disk full or not writable?); "
+                                "nothing was written")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_while_saving_a_checkpoint_keeps_the_earlier_ones(tmp_path):
+    import errno
+
+    from stepopsd.checkpoint import list_checkpoints, save_checkpoint
+    from stepopsd.run_dir import RunDir, WriteFailedError
+    from stepopsd.update import TrainState
+
+    run = RunDir(tmp_path)
+    earlier = run.checkpoint(1)
+    earlier.mkdir(parents=True)
+    (earlier / "train_state.json").write_text("{}")
+    full = FullDiskWriter(OSError(errno.ENOSPC, "No space left on device"))
+    with pytest.raises(WriteFailedError) as error:
+        save_checkpoint(full, run, 2, TrainState())
+    assert str(error.value) == (f"could not write {run.checkpoint(2)} (No space left on device; disk full or not "
+                                "writable?); the earlier checkpoints are kept")
+    assert list_checkpoints(run) == [earlier] and [p.name for p in run.checkpoints.iterdir()] == ["iter-000001"]
 
 
 # --------------------------------------------------------------------------- retriever server address
