@@ -69,11 +69,25 @@ def check_model_folder(path: Path | str, option: str = "--model") -> None:
 
 
 def check_new_folder(path: Path, option: str = "--out") -> None:
-    """Fail unless ``path`` is a new or empty folder (nothing in it is replaced)."""
+    """Fail unless ``path`` is a new or empty folder (nothing in it is replaced) that can be written."""
     if path.exists() and not path.is_dir():
         fail(f"{option} {path} is a file; give a new or empty folder")
     if path.is_dir() and any(path.iterdir()):
         fail(f"{option} {path} is not empty; choose a new or empty folder (nothing in it is replaced)")
+    check_writable(path, option)
+
+
+def check_writable(path: Path, option: str = "--out") -> None:
+    """Fail unless a file can be made beside ``path`` (where its whole-or-nothing copy is written first), or
+    in the nearest folder above it that exists: a read-only folder or mount is found before the work."""
+    import tempfile
+
+    folder = next(parent for parent in path.absolute().parents if parent.exists())
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        fail(f"{option} {path}: cannot write in {folder} ({error.strerror}); choose a writable location")
 
 
 def check_output_file(path: Path, *, overwrite: bool, option: str = "--out") -> None:
@@ -89,6 +103,7 @@ def check_output_file(path: Path, *, overwrite: bool, option: str = "--out") -> 
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         fail(f"{option} {path}: cannot create {path.parent} ({error.strerror})")
+    check_writable(path, option)
 
 
 def check_token_ids(trajectories, path: Path, model: Path, option: str, tokenizer_size: int = 0) -> None:

@@ -2,12 +2,14 @@
 and nothing on disk lost or mixed: run folders, models, trajectory files, checkpoints."""
 
 import dataclasses
+import errno
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -309,6 +311,35 @@ def test_rollout_checks_its_output_path_before_playing(tmp_path):
     refused(["rollout", "stepopsd/FetchItem-v0", "--out", kept / "y.jsonl"], f"{kept} is a file")
     written = invoke(["rollout", "stepopsd/FetchItem-v0", "--episodes", "2", "--out", kept, "--overwrite"])
     assert written.exit_code == 0 and len(kept.read_text().splitlines()) == 2
+
+
+@pytest.fixture()
+def read_only_folder(tmp_path, monkeypatch):
+    """A folder no file can be made in: mode 555, and (modes do not bind root) the probe refused there."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    make_temporary = tempfile.TemporaryFile
+
+    def refused_there(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == folder:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        return make_temporary(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refused_there)
+    yield folder
+    folder.chmod(0o755)
+
+
+def test_a_read_only_out_is_refused_before_the_work(tmp_path, read_only_folder):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(json.dumps({"id": "1", "contents": "a passage"}) + "\n")
+    for args, out in ([["rollout", "stepopsd/FetchItem-v0", "--episodes", "50"], read_only_folder / "t.jsonl"],
+                      [["index", "build", "--corpus", corpus, "--kind", "bm25"], read_only_folder / "bm25"],
+                      [["model", "init-tiny"], read_only_folder / "new" / "tiny"]):
+        refused([*args, "--out", out], f"--out {out}: cannot write in {read_only_folder} (Permission denied); "
+                                       "choose a writable location")
+    assert list(read_only_folder.iterdir()) == []
 
 
 def test_rollout_env_kwargs_reach_gymnasium_make(tmp_path):
