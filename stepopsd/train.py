@@ -72,7 +72,8 @@ def train(config: TrainConfig, out_dir: Path, *, resume: bool = False, overwrite
     ``out_dir`` must be new or empty, unless ``resume`` (continue the run there; its saved config
     must match in all but ``run.iterations``) or ``overwrite`` (delete the run there first):
     :class:`~stepopsd.run_dir.RunFolderError` otherwise, and when another process runs there.
-    Raises :class:`EnvSetupError` when the envs cannot be made or lack what the run reads, and
+    Raises :class:`EnvSetupError` when the envs cannot be made or lack what the run reads, when the
+    env's first prompt leaves no room to generate or no expert episode of the warm start was won, and
     :class:`NonFiniteError` when training diverges.
     """
     from accelerate import Accelerator
