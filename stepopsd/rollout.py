@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
@@ -262,6 +263,16 @@ class _Episode:
             behaviour_logprobs=tuple(self.behaviour_logprobs), task_type=str(self.task_info.get("task_type", "")),
             terminated=self.terminated, truncated=self.truncated and not self.terminated, metadata=metadata,
         )
+
+
+def first_prompt_ids(policy: Policy, env: gymnasium.Env, task: Task, config: RolloutConfig) -> list[int] | None:
+    """The ids a rollout of ``task`` would generate from at its first turn, however long; None when the
+    env's reset fails (its error is then the rollout's to report)."""
+    episode = _Episode(0, env, task, 0, 0)
+    episode.start(config.show_admissible_actions)
+    if episode.finished:
+        return None
+    return episode.next_context(policy, dataclasses.replace(config, max_context_tokens=sys.maxsize))
 
 
 def with_protocol_stops(sampling: SamplingConfig, protocol) -> SamplingConfig:

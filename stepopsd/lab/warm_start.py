@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from stepopsd.lab.hindsight_rows import ROW_PEER_RULES, hindsight_sft_trajectori
 from stepopsd.lab.sft import expert_trajectories, sft
 from stepopsd.lab.tiny import build_tiny_model
 from stepopsd.policy import Policy, encode, load_policy, save_policy
-from stepopsd.rollout import RolloutConfig, Task, _Episode, make_envs, rollout_in_chunks
+from stepopsd.rollout import RolloutConfig, Task, first_prompt_ids, make_envs, rollout_in_chunks
 from stepopsd.run_dir import RunDir, check_model_source
 from stepopsd.tasks import ENVS_AT_ONCE, game_tasks, seed_for
 from stepopsd.trajectory import Trajectory
@@ -31,9 +30,7 @@ def check_first_prompt_fits(policy: Policy, env, rollout: RolloutConfig, seed: i
     """Raise :class:`WarmStartError` unless the env's first prompt (reset with ``seed``) and
     ``rollout.sampling.max_new_tokens`` fit ``rollout.max_context_tokens``: otherwise every episode
     ends before its first step, and SFT or RL trains on nothing."""
-    episode = _Episode(0, env, Task(seed=seed), 0, 0)  # the rollout's own first prompt, not a copy of its rule
-    episode.start(rollout.show_admissible_actions)
-    prompt = episode.next_context(policy, dataclasses.replace(rollout, max_context_tokens=sys.maxsize))
+    prompt = first_prompt_ids(policy, env, Task(seed=seed), rollout)
     if prompt is None:  # the reset failed: the env's own check says why
         return
     needed = len(prompt) + rollout.sampling.max_new_tokens
