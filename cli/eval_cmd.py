@@ -60,7 +60,12 @@ def evaluate(
     errors, episodes_played = episode_errors(evaluation.trajectories), len(evaluation.trajectories)
     if errors and len(errors) == episodes_played:  # nothing was evaluated: no table, no results to mistake for a 0%
         fail(f"{errors_summary(errors, episodes_played)}; nothing was evaluated, nothing written", exit_code=1)
-    results_path, trajectories_path = save_evaluation(evaluation, out, model=str(model_dir), split=split)
+    from stepopsd.run_dir import WriteFailedError
+
+    try:
+        results_path, trajectories_path = save_evaluation(evaluation, out, model=str(model_dir), split=split)
+    except WriteFailedError as error:
+        fail(str(error), exit_code=1)
     rows = {"mean": evaluation.mean, "std": evaluation.std} if seeds > 1 else {"success": evaluation.mean}
     title = f"{evaluation.env_id} success (%), {episodes_played} episodes, {seeds} seed(s)"
     Console().print(format_table(rows, title))

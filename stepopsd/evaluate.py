@@ -26,6 +26,7 @@ from stepopsd.config import TrainConfig
 from stepopsd.episodes import OutputFn, play_text_episode
 from stepopsd.policy import Policy, SamplingConfig
 from stepopsd.rollout import Task, make_envs, rollout_in_chunks
+from stepopsd.run_dir import written_whole
 from stepopsd.tasks import ENVS_AT_ONCE, game_tasks
 from stepopsd.terminal import episode_errors, safe_text
 from stepopsd.trajectory import Trajectory
@@ -171,7 +172,8 @@ def save_evaluation(evaluation: SeedsEvaluation, out_dir: Path, **header) -> tup
                "env_errors": len(episode_errors(evaluation.trajectories)),
                "success_mean": _nan_to_null(evaluation.mean), "success_std": _nan_to_null(evaluation.std),
                "per_seed": [_nan_to_null(table) for table in evaluation.per_seed]}
-    results_path.write_text(json.dumps(results, indent=2, allow_nan=False))
+    with written_whole(results_path) as partial:
+        partial.write_text(json.dumps(results, indent=2, allow_nan=False))
     return results_path, trajectories_path
 
 

@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from stepopsd.run_dir import RunDir
+from stepopsd.run_dir import RunDir, WriteFailedError
 
 
 class MetricsLogger:
@@ -28,8 +28,14 @@ class MetricsLogger:
 
     def log(self, iteration: int, metrics: dict[str, float]) -> None:
         record = {"iteration": iteration, **{k: _plain(v) for k, v in metrics.items()}}
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        size = self.path.stat().st_size if self.path.exists() else 0
+        try:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+        except OSError as error:  # a full disk: no half line is left for a resume to trip over
+            with open(self.path, "r+b") as handle:
+                handle.truncate(size)
+            raise WriteFailedError(self.path, error, kept="the earlier iterations' records are kept") from error
         if self._tensorboard is not None:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key != "iteration":

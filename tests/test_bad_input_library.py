@@ -569,6 +569,42 @@ def test_a_full_disk_while_saving_a_checkpoint_keeps_the_earlier_ones(tmp_path):
     assert list_checkpoints(run) == [earlier] and [p.name for p in run.checkpoints.iterdir()] == ["iter-000001"]
 
 
+def test_a_full_disk_while_logging_metrics_leaves_the_earlier_records_whole(tmp_path, monkeypatch):
+    import builtins
+    import errno
+    import json
+
+    from stepopsd.metrics import MetricsLogger
+    from stepopsd.run_dir import RunDir, WriteFailedError
+
+    logger = MetricsLogger(RunDir(tmp_path))
+    logger.log(1, {"loss": 0.5})
+    real_open = builtins.open
+
+    class HalfLine:  # writes part of the line, then the disk is full
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            self.handle.close()
+
+        def write(self, text):
+            self.handle.write(text[:7])
+            self.handle.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(builtins, "open", lambda path, mode="r", *a, **k: HalfLine(real_open(path, mode, *a, **k))
+                        if mode == "a" else real_open(path, mode, *a, **k))
+    with pytest.raises(WriteFailedError, match="the earlier iterations' records are kept"):
+        logger.log(2, {"loss": 0.4})
+    monkeypatch.undo()
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["iteration"] for line in lines] == [1]
+
+
 # --------------------------------------------------------------------------- retriever server address
 
 
