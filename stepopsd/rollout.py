@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import time
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +33,7 @@ import torch
 from stepopsd.config import RolloutConfig, SamplingConfig
 from stepopsd.episodes import text_spans
 from stepopsd.policy import Policy, Sample, prompt_ids, sample, user_turn_ids
+from stepopsd.progress import RolloutProgress
 from stepopsd.trajectory import Span, SpanKind, Step, Trajectory
 from stepopsd.turn_cache import TurnCache
 from stepopsd_envs.protocol import effective_stop_strings
@@ -309,7 +309,7 @@ def rollout(policy: Policy, envs: Sequence[gymnasium.Env], tasks: Sequence[Task]
     respond = respond or model_responder(policy, with_protocol_stops(config.sampling, envs[0].unwrapped.protocol),
                                          turn_cache=config.turn_cache)
     with torch.random.fork_rng(), ThreadPoolExecutor(max(1, config.env_workers)) as pool, \
-            _Progress(len(episodes), progress) as bar:
+            RolloutProgress(len(episodes), progress) as bar:
         torch.manual_seed(config.seed)
         list(pool.map(lambda e: e.start(config.show_admissible_actions), episodes))
         while True:
@@ -355,35 +355,6 @@ def _step_env(episode: _Episode, generated: Sample):
         return episode.env.step(generated.text)
     except Exception as error:  # the env's bug ends this episode only; the batch goes on
         return error
-
-
-class _Progress:
-    """A rich progress bar: finished episodes, turn, live envs, generated tokens/s."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled = total, enabled
-        self.turn, self.tokens, self.started = 0, 0, time.perf_counter()
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.bar = Progress(TextColumn("rollout"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                TextColumn("turn {task.fields[turn]}  live {task.fields[live]}  {task.fields[speed]}"))
-            self.bar.__enter__()
-            self.task = self.bar.add_task("rollout", total=self.total, turn=0, live=self.total, speed="")
-        return self
-
-    def update(self, finished: int, live: int, new_tokens: int) -> None:
-        self.turn += 1
-        self.tokens += new_tokens
-        if self.enabled:
-            speed = f"{self.tokens / max(time.perf_counter() - self.started, 1e-9):,.0f} tok/s"
-            self.bar.update(self.task, completed=finished, turn=self.turn, live=live, speed=speed)
-
-    def __exit__(self, *exc_info) -> None:
-        if self.enabled:
-            self.bar.__exit__(*exc_info)
 
 
 def make_envs(env_id: str, count: int, **kwargs) -> list[gymnasium.Env]:

@@ -474,6 +474,9 @@ def test_a_damaged_alfworld_game_file_is_named(tmp_path, damage):
     pytest.importorskip("alfworld")
     from stepopsd_envs.alfworld.games import official_games
 
+    shared_games = Path(__file__).resolve().parents[2] / "shared" / "data" / "alfworld"
+    if not (shared_games / "json_2.1.1").is_dir():
+        pytest.skip(f"no ALFWorld games at {shared_games}")
     source = official_games("valid_seen")[0]  # the real games in ../shared/data/alfworld (read only)
     split = tmp_path / "json_2.1.1" / "valid_seen"
     copy = split / source.relative_to(source.parents[2])
