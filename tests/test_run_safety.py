@@ -167,9 +167,11 @@ def test_a_run_whose_disk_fills_while_writing_its_tiny_model_resumes_and_rebuild
 @pytest.mark.integration
 def test_ctrl_c_prints_the_command_that_resumes_the_run(small_model_dir, tmp_path):
     out = tmp_path / "run"
-    # 10 iterations: the first checkpoint (iteration 1) comes well before the end, however fast they are
-    args = CLI + ["--out", str(out), "--iterations", "10", *fast_set_options(small_model_dir)]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    args = CLI + ["--out", str(out), "--iterations", "3", *fast_set_options(small_model_dir)]
+    # a suite started in the background (nohup, &) hands its children SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler: the run gets the default disposition back, as in a terminal
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while latest_checkpoint(RunDir(out)) is None and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
