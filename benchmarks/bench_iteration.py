@@ -20,10 +20,10 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from record import write_record
 
 STAGES = ("rollout", "advantages", "update")
 
@@ -105,14 +105,10 @@ def main() -> None:
                   f"per iteration")
         print(f"stepopsd / grpo seconds per iteration without the turn cache: {ratios[' (no turn cache)']:.2f}x")
     if args.record:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent).stdout.strip()
-        args.record.parent.mkdir(parents=True, exist_ok=True)
-        args.record.write_text(json.dumps({
-            "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "commit": commit,
+        write_record(args.record, {
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "threads": args.threads,
                         "load_before": load_before[0], "load_after": load_after[0]},
-            "runs": figures, "stepopsd_over_grpo": ratios["turn cache"]}, indent=1) + "\n")
+            "runs": figures, "stepopsd_over_grpo": ratios["turn cache"]})
     print(f"stepopsd / grpo seconds per iteration: {ratios['turn cache']:.2f}x")
 
 

@@ -12,15 +12,14 @@ the process's peak resident memory.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import subprocess
-import sys
 import resource
 import tempfile
 import time
 from pathlib import Path
+
+from record import write_record
 
 
 def measure(label: str, run) -> dict[str, float]:
@@ -80,16 +79,12 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"peak memory (max RSS of this process): {peak_mib:.0f} MiB; load average {load:.2f}")
     if args.record:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent).stdout.strip()
-        args.record.parent.mkdir(parents=True, exist_ok=True)
-        args.record.write_text(json.dumps({
-            "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "commit": commit,
+        write_record(args.record, {
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "threads": args.threads,
                         "load_after": load},
             "context_mode": args.context_mode, "turn_cache": not args.no_turn_cache, "naive": naive,
             "batched": batched, "ratio_tokens_per_s": batched["tokens_per_s"] / naive["tokens_per_s"],
-            "peak_rss_mib": peak_mib}, indent=1) + "\n")
+            "peak_rss_mib": peak_mib})
 
 
 if __name__ == "__main__":

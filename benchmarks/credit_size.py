@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 from bench_learning import ARMS, ENVS, bench_config
+from record import write_record
 
 
 def step_kind(info: dict) -> str:
@@ -71,13 +69,8 @@ def main() -> None:
         print(f"{arm:>14}: mean |A| per generated token {figures[arm]['mean_abs_per_token']:.3f}; " +
               "; ".join(f"{key} {cell['mean']:+.3f} (n={cell['steps']})" for key, cell in figures[arm]["cells"].items()))
     if args.record:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent).stdout.strip()
-        args.record.parent.mkdir(parents=True, exist_ok=True)
-        args.record.write_text(json.dumps({
-            "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "commit": commit,
-            "episodes": len(batch), "sampled_success": success, "wrong_takes_per_episode": mistakes,
-            "arms": figures}, indent=1) + "\n")
+        write_record(args.record, {"episodes": len(batch), "sampled_success": success,
+                                   "wrong_takes_per_episode": mistakes, "arms": figures})
 
 
 if __name__ == "__main__":
