@@ -35,7 +35,7 @@ from stepopsd.episodes import text_spans
 from stepopsd.policy import Policy, Sample, prompt_ids, sample, user_turn_ids
 from stepopsd.progress import RolloutProgress
 from stepopsd.trajectory import Span, SpanKind, Step, Trajectory
-from stepopsd.turn_cache import TurnCache
+from stepopsd.turn_cache import TurnCache, common_prefix_length
 from stepopsd_envs.protocol import effective_stop_strings
 
 
@@ -109,13 +109,7 @@ def token_range(tokenizer, ids: Sequence[int], text: str, char_start: int, char_
     """The smallest [start, end) range of ``ids`` whose decoded text covers ``text[char_start:char_end]``."""
 
     def covered(count: int) -> int:  # chars of text fully decoded from ids[:count]
-        prefix = tokenizer.decode(list(ids[:count]))
-        length = 0
-        for a, b in zip(prefix, text):
-            if a != b:
-                break
-            length += 1
-        return length
+        return common_prefix_length(tokenizer.decode(list(ids[:count])), text)
 
     counts = range(len(ids))  # covered() grows with the count: the first count that reaches a char is a bisection
     end = bisect_left(counts, True, key=lambda count: covered(count) >= char_end)

@@ -86,7 +86,7 @@ class TurnCache:
         fresh = sorted((i for i, past in enumerate(pasts) if past is None), key=lambda i: prompts[i])
         clusters: list[list[int]] = []
         for i in fresh:
-            if clusters and _common(prompts[clusters[-1][0]], prompts[i]) >= self.min_shared_prefix:
+            if clusters and common_prefix_length(prompts[clusters[-1][0]], prompts[i]) >= self.min_shared_prefix:
                 clusters[-1].append(i)
             else:
                 clusters.append([i])
@@ -94,8 +94,8 @@ class TurnCache:
         if not clusters:
             return pasts
         # every member keeps at least one id of its own to feed: the prefix stops one short of the shortest
-        lengths = [min(min(_common(prompts[c[0]], prompts[i]) for i in c), min(len(prompts[i]) for i in c) - 1)
-                   for c in clusters]
+        lengths = [min(min(common_prefix_length(prompts[c[0]], prompts[i]) for i in c),
+                       min(len(prompts[i]) for i in c) - 1) for c in clusters]
         kept = [(c, n) for c, n in zip(clusters, lengths) if n >= self.min_shared_prefix]
         if not kept:
             return pasts
@@ -217,12 +217,12 @@ def _reusable(held: _Held | None, prompt: tuple[int, ...]) -> _Held | None:
     """``held`` when ``prompt`` extends its ids by at least one id (trimmed to leave one id to feed), else None."""
     if held is None:
         return None
-    length = min(_common(held.ids, prompt), len(prompt) - 1)
+    length = min(common_prefix_length(held.ids, prompt), len(prompt) - 1)
     return held.prefix(length) if length > 0 else None
 
 
-def _common(a: Sequence[int], b: Sequence[int]) -> int:
-    """Length of the longest common prefix of two id sequences."""
+def common_prefix_length(a: Sequence, b: Sequence) -> int:
+    """Length of the longest common prefix of two sequences (ids, or the characters of two strings)."""
     length = 0
     for x, y in zip(a, b):
         if x != y:
