@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from stepopsd.config import SamplingConfig
+from stepopsd.algo.rescore import cache_keyword
 from stepopsd.policy import Policy, Sample, cut_sample, left_pad, sample
 
 
@@ -65,7 +66,7 @@ class TurnCache:
     def __init__(self, policy: Policy, config: SamplingConfig, *, min_shared_prefix: int = 32) -> None:
         self.policy, self.config, self.min_shared_prefix = policy, config, min_shared_prefix
         self.enabled = supports_turn_cache(policy.model)
-        self.cache_argument = _cache_argument(policy.model)
+        self.cache_argument = cache_keyword(policy.model)
         self.held: dict[int, _Held] = {}
         self.fed_tokens = 0  # ids run through the model (prefill and decode), for the benchmarks
         self.reused_tokens = 0  # prompt ids served from a held or shared cache instead
@@ -203,14 +204,6 @@ def _take(cache, row: int, columns: Sequence[tuple[int, int]], ids: Sequence[int
 
     return _Held(tuple(ids), tuple(gather(layer.keys) for layer in cache.layers),
                  tuple(gather(layer.values) for layer in cache.layers))
-
-
-def _cache_argument(model) -> str:
-    """The name ``model.forward`` takes its cache under: ``cache`` (transformers >= 5.x), else ``past_key_values``."""
-    import inspect
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT wrapper forwards kwargs
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 def _reusable(held: _Held | None, prompt: tuple[int, ...]) -> _Held | None:

@@ -110,10 +110,12 @@ def _expanded_cache(cache: DynamicCache, rows: int, length: int) -> DynamicCache
     ])
 
 
-def _cache_keyword(model) -> str:
+def cache_keyword(model) -> str:
     """The forward's KV-cache argument (and output field): transformers 5.24 renamed ``past_key_values``
-    to ``cache`` (the old name warns, and goes in 5.40); older releases and remote-code models know only it."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    to ``cache`` (the old name warns, and goes in 5.40); older releases and remote-code models know only it.
+    A PEFT wrapper passes keyword arguments through: its base model's forward decides."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 @torch.no_grad()
@@ -131,7 +133,7 @@ def _score_shared_prefix(
         scored = _scored_logprobs(logits, prefix[None, keep_from:].to(device), temperature)[0].cpu()  # [len - keep_from - 1]
         return [scored[w.insert_at - start - keep_from - 1:w.end - start - keep_from - 1] for w in windows]
     prefix = token_ids[start:max(w.insert_at for w in windows)]
-    keyword = _cache_keyword(model)
+    keyword = cache_keyword(model)
     cache = getattr(model(input_ids=prefix[None].to(device), use_cache=True, logits_to_keep=1), keyword)
     results: list[torch.Tensor] = []
     for chunk_start in range(0, len(windows), max_rows_per_pass):
