@@ -42,6 +42,19 @@ class _Held:
                      tuple(v[:, :length] for v in self.values))
 
 
+@dataclass(frozen=True, slots=True)
+class _Prefilled:
+    """A static cache after the prompts' new ids went through: rows hold each past right-aligned in
+    columns [0, width_past) and its new ids right-aligned in [width_past, width_past + width_new)."""
+
+    cache: object  # transformers.StaticCache
+    mask: torch.Tensor  # [B, width_past + width_new + extra]
+    logits: torch.Tensor  # [B, V] at each row's last prompt id
+    past_lengths: list[int]
+    width_past: int
+    width_new: int
+
+
 def supports_turn_cache(model) -> bool:
     """Whether every layer of ``model`` keeps a plain full-attention cache (no sliding window, no state)."""
     from transformers import StaticCache
@@ -111,12 +124,12 @@ class TurnCache:
     @torch.no_grad()
     def _encode(self, prompts: list[tuple[int, ...]]) -> list[_Held]:
         """One forward over ``prompts`` (no past), keeping every id's keys and values."""
-        cache, _, _ = self._prefill(prompts, [None] * len(prompts), extra=0)
-        width = max(len(prompt) for prompt in prompts)
-        return [_take(cache, row, [(width - len(prompt), width)], prompt) for row, prompt in enumerate(prompts)]
+        filled = self._prefill(prompts, [None] * len(prompts), extra=0)
+        width = filled.width_new
+        return [_take(filled.cache, row, [(width - len(prompt), width)], prompt) for row, prompt in enumerate(prompts)]
 
-    def _prefill(self, prompts, pasts, extra: int):
-        """Load the held pasts into a fresh static cache and run the new ids; returns (cache, mask, logits [B, V])."""
+    def _prefill(self, prompts, pasts, extra: int) -> _Prefilled:
+        """Load the held pasts into a fresh static cache and run the new ids."""
         from transformers import StaticCache
 
         model, device = self.policy.model, self.policy.device
@@ -145,16 +158,15 @@ class TurnCache:
         self.fed_tokens += sum(len(ids) for ids in new_ids)
         out = model(input_ids=input_ids.to(device), attention_mask=mask[:, :width_past + width_new],
                     position_ids=positions, use_cache=True, logits_to_keep=1, **{self.cache_argument: cache})
-        return cache, mask, out.logits[:, -1].to(dtype=torch.float32)
+        return _Prefilled(cache, mask, out.logits[:, -1].to(dtype=torch.float32), past_lengths, width_past, width_new)
 
     @torch.no_grad()
     def _generate(self, prompts: list[tuple[int, ...]], pasts: list[_Held | None]) -> tuple[list[Sample], list[_Held]]:
         model, device, config = self.policy.model, self.policy.device, self.config
         batch = len(prompts)
-        past_lengths = [len(p.ids) if p is not None else 0 for p in pasts]
-        width_past = max(past_lengths)
-        width_new = max(len(prompt) - length for prompt, length in zip(prompts, past_lengths))
-        cache, mask, logits = self._prefill(prompts, pasts, extra=config.max_new_tokens)
+        filled = self._prefill(prompts, pasts, extra=config.max_new_tokens)
+        cache, mask, logits = filled.cache, filled.mask, filled.logits
+        past_lengths, width_past, width_new = filled.past_lengths, filled.width_past, filled.width_new
         warpers = _warpers(config)
         eos = torch.tensor(self.policy.eos_token_ids, device=device)
         pad_id = self.policy.tokenizer.pad_token_id
