@@ -111,6 +111,9 @@ ENVS = {
                                         "learning-errandchain-independent",
                                         "the env's exact mistake labels (two-sided for oracle-full)", {},
                                         primary="early"),
+    "errandchain-eight": EnvSetup("ErrandChain, eight errands (independent mistakes, pointer clues, budget 3)",
+                                  "learning-errandchain-eight",
+                                  "the env's exact mistake labels (two-sided for oracle-full)", {}, primary="early"),
 }
 # every run starts from one model and plays the same evaluation episodes: its before-RL evaluation is done
 # once for the benchmark (evaluate_start), not once per run
