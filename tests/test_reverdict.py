@@ -16,6 +16,9 @@ def test_the_docs_verdicts_are_what_the_archived_runs_recompute():
     # the claim the bootstrap alone supported: [+0.1, +2.6]; the t-interval holds 0 and p = 6/32
     assert errand_gigpo["bootstrap"][0] > 0 and errand_gigpo["t_interval"][0] < 0
     assert errand_gigpo["p_sign_flip"] == 6 / 32
+    # an archive with a pre-registered primary metric is judged on it first (ErrandChain: `early`)
+    independent = next(a for a in archives if a["archive"].endswith("errandchain-independent"))["arms"]["oracle-full"]
+    assert independent["early"]["p_sign_flip"] > 0.05 and "primary metric" in independent["verdict"]
 
 
 def test_the_docs_tables_of_the_archived_benchmarks_are_what_their_runs_recompute():
