@@ -99,6 +99,8 @@ def _train(config: TrainConfig, run: RunDir, accelerator, *, resume: bool, overw
                              enable_thinking={"auto": None, "on": True, "off": False}[config.model.thinking])
         check_first_prompt_fits(policy, envs[0], config.rollout)
     except WarmStartError as error:
+        if not resume and is_main:
+            clear_run(run)  # a new run refused before its work keeps nothing: the corrected command needs no --overwrite
         raise EnvSetupError(str(error)) from None
     teacher = Teacher(policy.model, mode=config.algorithm.teacher_mode,
                       refresh_steps=config.algorithm.teacher_refresh_steps)

@@ -253,6 +253,10 @@ def test_a_first_prompt_the_context_cannot_hold_stops_before_sft_or_rollout(tmp_
                                "--set", "rollout.max_context_tokens=40"], exit_code=2)
     assert all(fragment in line for fragment in message), line
     assert not (run / "metrics.jsonl").exists() and not (run / "checkpoints").exists()
+    assert not (run / "config.toml").exists()  # nothing kept: the corrected command runs without --overwrite
+    rerun = invoke(["train", *FAST, "--set", f"model.path={small_model_dir}", "--out", run, "--iterations", "1",
+                    "--set", "rollout.max_context_tokens=1024"])
+    assert rerun.exit_code == 0, rerun.output
     line = refused_after_work(["sft", "--model", small_model_dir, "--env", "stepopsd/FetchItem-v0", "--out",
                                tmp_path / "sft", "--set", "rollout.max_context_tokens=40",
                                "--set", "rollout.sampling.max_new_tokens=24"], exit_code=2)
