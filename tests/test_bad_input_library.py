@@ -190,16 +190,19 @@ def test_empty_or_unreadable_file_raises_one_line(tmp_path, strict):
         load_trajectories(tmp_path / "missing.jsonl", strict=strict)
 
 
-def test_the_audit_refuses_token_ids_its_teacher_cannot_embed_before_any_work():
+@pytest.mark.parametrize("entry", ["audit_credit", "compute_advantages"])
+def test_token_ids_the_teacher_cannot_embed_are_refused_before_any_work(entry):
     import torch
 
+    from stepopsd.algo.advantage import compute_advantages
     from stepopsd.config import AlgorithmConfig
     from stepopsd.lab.credit_audit import audit_credit
 
-    teacher = torch.nn.Module()
+    teacher = torch.nn.Module()  # no forward: the check must come first
     teacher.get_input_embeddings = lambda: torch.nn.Embedding(5, 2)  # ids 0..4; the record holds 0..6
+    call = {"audit_credit": audit_credit, "compute_advantages": compute_advantages}[entry]
     with pytest.raises(SchemaError) as error:
-        audit_credit([trajectory_from_dict(good_record())], AlgorithmConfig(), teacher=teacher, tokenize=list)
+        call([trajectory_from_dict(good_record())], AlgorithmConfig(name="stepopsd"), teacher=teacher, tokenize=list)
     assert str(error.value) == "trajectory 't0', token_ids[5]: id 5 is outside the vocabulary (ids 0..4)"
 
 

@@ -44,7 +44,7 @@ from stepopsd.algo.rescore import Tokenize, rescore_batch, right_pad
 from stepopsd.algo.segment import target_mask_and_step_ids
 from stepopsd.algo.shaping import additive_advantages, grpo_advantages, lambda_at, shape_advantages_detailed
 from stepopsd.config import AlgorithmConfig
-from stepopsd.trajectory import Trajectory
+from stepopsd.trajectory import Trajectory, check_vocabulary
 
 
 @dataclass(frozen=True)
@@ -223,6 +223,8 @@ def compute_advantages(
     from 1, as the StepOPSD author's code counts) drives the lambda schedule, per
     ``config.lambda_schedule_unit``; ``temperature``: the rollout's sampling
     temperature, which the teacher's logits are divided by as the behaviour log-probs were.
+    Raises :class:`~stepopsd.trajectory.SchemaError` naming the trajectory and position of a token id
+    outside the teacher's vocabulary, before any forward, for the methods that rescore.
     """
     rewards = torch.tensor([traj.reward for traj in trajectories], dtype=torch.float32)  # [B]
     group_ids = torch.tensor([traj.group_id for traj in trajectories], dtype=torch.long)  # [B]
@@ -235,6 +237,8 @@ def compute_advantages(
     method = ADVANTAGE_METHODS[config.name]
     if method.uses_teacher and (teacher is None or tokenize is None):
         raise ValueError(f"algorithm {config.name!r} rescores trajectories with a teacher: pass teacher= and tokenize=")
+    if method.uses_teacher:  # a foreign file's ids would index past the teacher's embedding
+        check_vocabulary(trajectories, teacher.get_input_embeddings().num_embeddings)
     token_advantages, delta, method_stats = method(inputs, config, lambda_mix)
     token_advantages = torch.where(trainable, token_advantages, torch.zeros_like(token_advantages))  # [B, T]
     stats = {
