@@ -17,7 +17,7 @@ from pathlib import Path
 
 from stepopsd.choices import (  # the values the string fields below accept
     ALGORITHM_NAMES, ALPHA_CLIP_RANGE, CARELESS_CHOICES, COLLAPSE_ACTIONS, CONTEXT_MODES, GIGPO_EPISODE_NORMS,
-    HINDSIGHT_MODES, HINDSIGHT_ROW_PEERS, HINDSIGHT_TARGETS, LAMBDA_RANGE, LAMBDA_SCHEDULE_UNITS, LOSS_AGGREGATIONS,
+    HINDSIGHT_MODES, HINDSIGHT_ROW_PEERS, HINDSIGHT_TARGETS, PEER_VIEWS, LAMBDA_RANGE, LAMBDA_SCHEDULE_UNITS, LOSS_AGGREGATIONS,
     MISTAKE_LABELS, ORACLE_SIDES, OVERFLOW_POLICIES, SPAN_MODES, STEP_BUDGETS, TEACHER_MODES, WEIGHT_FNS,
 )
 from stepopsd.configtree import (
@@ -150,6 +150,7 @@ class AlgorithmConfig:
     hindsight_for: str = "failed"  # who gets a peer: failed (of mixed groups) | failed_and_won (a win too: its cleanest other win)
     correctness_line: bool = True  # put "final_correctness: ..." in the peer_trajectory block
     peer_token_budget: int = 1024  # max tokens of the peer text (middle truncated beyond)
+    peer_view: str = "steps"  # the peer as written in the block: steps (thought, action, observation) | actions (one line per step)
     step_budget: str = "equal_step_mean_abs"  # per-step credit budget: equal_step_mean_abs | conserved_step_share | none
     budget_clip: float = 2.0  # C: step factors c_k clipped to [1/C, C]
     opd_beta: float = 0.1  # opd: additive coefficient of Delta
@@ -172,6 +173,7 @@ class AlgorithmConfig:
             "hindsight_mode": HINDSIGHT_MODES, "step_budget": STEP_BUDGETS, "teacher_mode": TEACHER_MODES,
             "oracle_label": MISTAKE_LABELS, "oracle_sides": ORACLE_SIDES, "gigpo_episode_norm": GIGPO_EPISODE_NORMS,
             "lambda_schedule_unit": LAMBDA_SCHEDULE_UNITS, "hindsight_for": HINDSIGHT_TARGETS,
+            "peer_view": PEER_VIEWS,
         }
         check_choices("algorithm", self, choices)
         check_fields("algorithm", self, {

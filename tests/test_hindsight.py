@@ -100,6 +100,39 @@ def test_the_teacher_and_the_hindsight_rows_render_a_peer_the_same_way():
     assert teacher_sees == hindsight_block("incorrect", truncate_middle(render_peer(peer), 64, lambda t: len(byte_ids(t))))
 
 
+def test_the_actions_view_writes_one_line_per_step_and_keeps_a_long_peer_whole():
+    from stepopsd.algo.hindsight import PEER_VIEWS, peer_hindsight_block
+    from stepopsd.choices import PEER_VIEWS as PEER_VIEW_CHOICES
+    from stepopsd.config import AlgorithmConfig
+    from stepopsd.lab.hindsight_rows import hindsight_sft_trajectories
+
+    assert tuple(PEER_VIEWS) == PEER_VIEW_CHOICES and AlgorithmConfig().peer_view == "steps"
+    with pytest.raises(ValueError, match="peer_view"):
+        AlgorithmConfig(peer_view="observations")
+    failed, peer = make_group(0, [False, True], num_steps=12)
+    count = lambda text: len(byte_ids(text))  # noqa: E731
+    actions = "\n".join(f"step {k + 1}: {step.action}" for k, step in enumerate(peer.steps))
+    assert PEER_VIEWS["actions"](peer) == actions
+    budget = count(actions)
+    assert count(render_peer(peer)) > budget  # the steps view of the same peer loses its middle to this budget
+    teacher_sees = hindsight_text(failed, [failed, peer], "peer_trajectory", peer_token_budget=budget,
+                                  count_tokens=count, peer_view="actions")
+    assert teacher_sees == hindsight_block("incorrect", actions)
+    assert teacher_sees == peer_hindsight_block(peer, "incorrect", budget, count, "actions")
+    assert TRUNCATION_NOTE.format(budget=budget) in hindsight_text(failed, [failed, peer], "peer_trajectory",
+                                                                   peer_token_budget=budget, count_tokens=count)
+    # the SFT rows that teach a tiny teacher to read the block show it in the same view
+    won = dataclasses.replace(peer, trajectory_id="other win", steps=peer.steps[:-1] + peer.steps[-1:])
+    rows = hindsight_sft_trajectories([peer], byte_ids, peers=[won], peer_rule="self_if_alone",
+                                      peer_token_budget=budget, peer_view="actions")
+    block = byte_ids(peer_hindsight_block(peer, "incorrect", budget, count, "actions"))
+    assert rows and all(_holds(row.token_ids, block) for row in rows)
+
+
+def _holds(ids, part) -> bool:
+    return any(list(ids[i:i + len(part)]) == list(part) for i in range(len(ids) - len(part) + 1))
+
+
 # ---------------------------------------------------------------- hindsight_for: won trajectories get a peer too
 
 def _first_success_if_failed_in_mixed(traj, group):

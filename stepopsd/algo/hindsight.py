@@ -74,7 +74,7 @@ def choose_peer(traj: Trajectory, group: Sequence[Trajectory], hindsight_for: st
 
 
 def render_peer(peer: Trajectory) -> str:
-    """The peer's steps as text: thought, action and observation of each step."""
+    """The peer's steps as text: thought, action and observation of each step (view ``steps``)."""
     blocks = []
     for step in peer.steps:
         lines = [f"step {step.index + 1}"]
@@ -85,6 +85,15 @@ def render_peer(peer: Trajectory) -> str:
             lines.append(f"observation: {step.observation}")
         blocks.append("\n".join(lines))
     return "\n".join(blocks)
+
+
+def render_peer_actions(peer: Trajectory) -> str:
+    """The peer's actions, one line per step (view ``actions``): a long episode fits a small budget whole,
+    where the ``steps`` view of it would lose its middle to :func:`truncate_middle`."""
+    return "\n".join(f"step {step.index + 1}: {step.action}" for step in peer.steps)
+
+
+PEER_VIEWS: dict[str, Callable[[Trajectory], str]] = {"steps": render_peer, "actions": render_peer_actions}
 
 
 def truncate_middle(text: str, max_tokens: int, count_tokens: Callable[[str], int]) -> str:
@@ -124,10 +133,11 @@ def hindsight_block(correctness: str | None, peer_text: str | None) -> str:
 
 
 def peer_hindsight_block(peer: Trajectory | None, correctness: str | None, peer_token_budget: int,
-                         count_tokens: Callable[[str], int]) -> str:
-    """The block showing ``peer`` (middle-truncated to ``peer_token_budget`` tokens) after the
-    correctness line: the one rendering of a peer that teachers and hindsight SFT rows read."""
-    peer_text = truncate_middle(render_peer(peer), peer_token_budget, count_tokens) if peer is not None else None
+                         count_tokens: Callable[[str], int], peer_view: str = "steps") -> str:
+    """The block showing ``peer`` in ``PEER_VIEWS[peer_view]`` (middle-truncated to ``peer_token_budget``
+    tokens) after the correctness line: the one rendering of a peer that teachers and hindsight SFT rows read."""
+    peer_text = (truncate_middle(PEER_VIEWS[peer_view](peer), peer_token_budget, count_tokens)
+                 if peer is not None else None)
     return hindsight_block(correctness, peer_text)
 
 
@@ -140,6 +150,7 @@ def hindsight_text(
     correctness_line: bool = True,
     peer_token_budget: int = 1024,
     count_tokens: Callable[[str], int] = len,
+    peer_view: str = "steps",
 ) -> str:
     """The hindsight block the teacher sees before every step of ``traj`` ("" for none)."""
     if mode not in HINDSIGHT_MODES:
@@ -148,4 +159,4 @@ def hindsight_text(
         return ""
     correctness = ("correct" if traj.success else "incorrect") if correctness_line or mode == "correctness" else None
     peer = choose_peer(traj, group, hindsight_for) if mode == "peer_trajectory" else None
-    return peer_hindsight_block(peer, correctness, peer_token_budget, count_tokens)
+    return peer_hindsight_block(peer, correctness, peer_token_budget, count_tokens, peer_view)

@@ -273,7 +273,7 @@ def rescore_trajectory(
         raise ValueError(f"trajectory {traj.trajectory_id!r} has no behaviour_logprobs; Eq. 2 needs them")
     text = hindsight_text(traj, group, config.hindsight_mode, hindsight_for=config.hindsight_for,
                           correctness_line=config.correctness_line, peer_token_budget=config.peer_token_budget,
-                          count_tokens=lambda t: len(tokenize(t)))
+                          count_tokens=lambda t: len(tokenize(t)), peer_view=config.peer_view)
     hindsight_ids = list(tokenize(text)) if text else []
     windows = (context_windows if span_mode == "whole_response" else step_windows)(traj, target_mask)
     logprobs, scored = teacher_logprobs(teacher, traj.token_ids, windows, hindsight_ids,

@@ -104,6 +104,7 @@ def hindsight_sft_trajectories(
     peer_rule: str = "self_if_alone",
     peer_token_budget: int = 1024,
     correctness_line: bool = True,
+    peer_view: str = "steps",
 ) -> list[Trajectory]:
     """One single-step trajectory per step of each successful, token-exact trajectory:
     token_ids = the step's context + the hindsight block (a successful peer of the same task,
@@ -121,7 +122,7 @@ def hindsight_sft_trajectories(
         if peer is None:
             continue
         block = peer_hindsight_block(peer, "incorrect" if correctness_line else None,
-                                     peer_token_budget, lambda text: len(tokenize(text)))
+                                     peer_token_budget, lambda text: len(tokenize(text)), peer_view)
         hindsight_ids = list(tokenize(block))
         for step in traj.steps:
             if step.response_token_start is None:

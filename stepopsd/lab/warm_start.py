@@ -125,7 +125,8 @@ def sft_warm_start(policy: Policy, config: TrainConfig,
             rows = hindsight_sft_trajectories(won, lambda text: encode(policy, text), peers=peers,
                                               peer_rule=config.sft.hindsight_peer,
                                               peer_token_budget=config.algorithm.peer_token_budget,
-                                              correctness_line=config.algorithm.correctness_line)
+                                              correctness_line=config.algorithm.correctness_line,
+                                              peer_view=config.algorithm.peer_view)
         checks: list[tuple[int, float]] = []
         stop = None
         if config.sft.stop_at_success > 0:
