@@ -39,6 +39,22 @@ def test_only_failed_members_of_mixed_groups_with_both_labels_are_audited():
     assert [t.trajectory_id for t in audited_trajectories(mixed + uniform)] == ["g0/1"]
 
 
+def test_peer_diff_blames_the_steps_whose_action_differs_from_the_peers():
+    """The model-free baseline a teacher must beat: each failure differs from its group's first win at one step."""
+    def copying(traj, peer, differing: int):
+        steps = tuple(dataclasses.replace(s, action=peer.steps[s.index].action + ("?" if s.index == differing else ""))
+                      for s in traj.steps)
+        return dataclasses.replace(traj, steps=steps)
+
+    win, lost_a, lost_b = make_group(0, [True, False, False], num_steps=4)
+    batch = [win, copying(lost_a, win, 2), copying(lost_b, win, 0)]
+    labelled = _labelled(batch, {"g0/1": 2, "g0/2": 1})  # g0/2's label is not where it differs
+    result = audit_credit(labelled, AlgorithmConfig())
+    per_trajectory = result.per_trajectory["peer_diff"]["delta"]
+    assert per_trajectory == [1.0, 1 / 3]  # g0/1: the one differing step is its mistake; g0/2: it ranks below
+    assert result.table["grpo"]["delta"]["mean"] == 0.5
+
+
 def test_oracle_ranks_the_mistake_first_and_the_paper_budget_erases_it():
     batch = _labelled(make_group(0, [True, False, False], num_steps=4), {"g0/1": 2, "g0/2": 0})
     batch += _labelled(make_group(1, [False, True], num_steps=3), {"g1/0": 1})
@@ -57,7 +73,8 @@ def test_teacher_arms_run_and_the_no_hindsight_control_is_uninformative():
     batch += [with_model_behaviour(model, t) for t in make_group(1, [False, True], num_steps=3)]
     batch = _labelled(batch, {"g0/1": 1, "g0/2": 2, "g1/0": 0})
     result = audit_credit(batch, AlgorithmConfig(), teacher=model, tokenize=byte_ids)
-    assert set(result.table) == {"grpo", "oracle", "gigpo", "none", "correctness", "peer_trajectory", "other_group_peer"}
+    assert set(result.table) == {"grpo", "oracle", "peer_diff", "gigpo", "none", "correctness", "peer_trajectory",
+                                 "other_group_peer"}
     assert result.table["none"]["delta"]["mean"] == 0.5  # teacher == behaviour, no hindsight: Delta is float noise
     for name, arm in result.table.items():
         for column, cell in arm.items():
@@ -148,7 +165,7 @@ def test_the_controls_are_a_registry_and_a_peer_without_takes_swaps_to_itself():
                       {"g0/1": 1, "g0/2": 2})
     result = audit_credit(batch, AlgorithmConfig(), teacher=model, tokenize=byte_ids,
                           controls=("peer_trajectory", "swapped_peer"))
-    assert set(result.table) == {"grpo", "oracle", "gigpo", "peer_trajectory", "swapped_peer"}
+    assert set(result.table) == {"grpo", "oracle", "peer_diff", "gigpo", "peer_trajectory", "swapped_peer"}
     # the fixture's actions take no parcel: the swapped peer is the peer, and so are its AUCs
     assert result.per_trajectory["swapped_peer"] == result.per_trajectory["peer_trajectory"]
     with pytest.raises(ValueError, match="unknown hindsight control 'gold'"):

@@ -19,7 +19,8 @@ ties count one half; 1 = the mistake always ranks first, 0.5 = no information):
 Arms: ``grpo`` (Delta = 0), the hindsight controls of ``CONTROLS`` (by default ``HINDSIGHT_CONTROLS``: ``none`` /
 ``correctness`` / ``peer_trajectory`` and a peer taken from another group, ``other_group_peer``: a successful
 trajectory of a different task; on request also ``swapped_peer``: the group's own peer with its parcel choices
-swapped, :func:`swapped_parcels`), the ``oracle`` (Delta from the labels), and ``gigpo`` (no Delta: its step
+swapped, :func:`swapped_parcels`), the ``oracle`` (Delta from the labels), ``peer_diff`` (Delta on the steps whose
+action differs from the peer's at the same index: the model-free baseline a teacher must beat), and ``gigpo`` (no Delta: its step
 credit |A_i + omega A_step| relative to |A_i|, reported in the before-budget column). Shaping uses lambda = lambda_0 (no decay). The AUCs are averaged over trajectories with a bootstrap 95%
 confidence interval.
 
@@ -51,6 +52,7 @@ from stepopsd.lab.stats import bootstrap_ci, cluster_bootstrap_ci
 from stepopsd.trajectory import Trajectory, check_vocabulary, group_trajectories, is_mixed
 
 HINDSIGHT_CONTROLS = ("none", "correctness", "peer_trajectory", "other_group_peer")  # the teacher arms run by default
+TEACHER_FREE_ARMS = ("grpo", "oracle", "peer_diff")  # Delta without a teacher: none, the labels, the peer's actions
 BUDGET_COLUMNS = ("none", "equal_step_mean_abs", "conserved_step_share")  # "none": before the budget
 
 
@@ -132,13 +134,13 @@ def _summary(aucs: list[float]) -> dict[str, float]:
 
 def _teacher_free_methods(trajectories: Sequence[Trajectory], outcome: torch.Tensor, config: AlgorithmConfig,
                           label: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """(per-token advantages [B, T], Delta [B, T]) of grpo, oracle and gigpo over the whole batch, from
-    the advantage registry itself (gigpo's anchor states are the batch's)."""
+    """(per-token advantages [B, T], Delta [B, T]) of grpo, oracle, peer_diff and gigpo over the whole batch,
+    from the advantage registry itself (gigpo's anchor states are the batch's)."""
     width = max(len(t.token_ids) for t in trajectories)
     trainable = right_pad([torch.tensor(t.trainable_mask, dtype=torch.bool) for t in trajectories], width, False)  # [B, T]
     inputs = CreditInputs(trajectories, outcome, trainable, teacher=None, tokenize=None, temperature=1.0)
     labelled = dataclasses.replace(config, oracle_label=label)
-    return {name: ADVANTAGE_METHODS[name](inputs, labelled, config.lambda_0)[:2] for name in ("grpo", "oracle", "gigpo")}
+    return {name: ADVANTAGE_METHODS[name](inputs, labelled, config.lambda_0)[:2] for name in TEACHER_FREE_ARMS + ("gigpo",)}
 
 
 def _own_group(traj: Trajectory, groups: dict[int, list[Trajectory]], seed: int) -> list[Trajectory]:
@@ -236,7 +238,7 @@ def audit_credit(
     outcome = dict(zip((t.trajectory_id for t in trajectories), outcome_advantages.tolist()))
     row = {t.trajectory_id: b for b, t in enumerate(trajectories)}
     registry = _teacher_free_methods(trajectories, outcome_advantages, config, label) if audited else {}
-    arms = ["grpo", "oracle", *(controls if teacher is not None else ())]
+    arms = [*TEACHER_FREE_ARMS, *(controls if teacher is not None else ())]
     clip_columns = {clip_column(alpha): dataclasses.replace(config, alpha_clip=alpha) for alpha in clip_grid}
     aucs: dict[str, dict[str, list[float]]] = {arm: {c: [] for c in ("delta", *BUDGET_COLUMNS, *clip_columns)}
                                                for arm in arms}
@@ -245,7 +247,7 @@ def audit_credit(
         target_mask, step_ids = target_mask_and_step_ids(traj, config.span_mode)  # [T], [T]
         labels = mistake_labels(traj, label)
         for arm in arms:
-            if arm in registry:  # grpo (Delta = 0) and the oracle (Delta from the labels)
+            if arm in registry:  # grpo (Delta = 0), the oracle (Delta from the labels), peer_diff (from the peer's actions)
                 delta = registry[arm][1][row[traj.trajectory_id], :len(traj.token_ids)]  # [T]
             else:
                 control = CONTROLS[arm]
