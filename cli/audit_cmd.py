@@ -8,12 +8,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from stepopsd.choices import MISTAKE_LABELS
+from stepopsd.choices import AUDIT_CONTROLS, MISTAKE_LABELS
 from stepopsd_cli.errors import check_token_ids, fail
 from stepopsd_cli.options import SET_HELP, choice_enum, config_overrides, load_config, output_folder
 
 app = typer.Typer(add_completion=False)
 MistakeLabel = choice_enum("MistakeLabel", MISTAKE_LABELS)
+AuditControl = choice_enum("AuditControl", AUDIT_CONTROLS)
 
 
 @app.command("credit-audit")
@@ -21,7 +22,7 @@ def credit_audit(
     trajectories: Annotated[Path, typer.Argument(help="Trajectories JSONL with per-step labels: a run's "
                                                       "trajectories/iter-N.jsonl or `stepopsd rollout --model M --group 8`.")],
     model: Annotated[Optional[Path], typer.Option(help="Teacher model folder (default: the run's newest model; "
-                                                       "none found: only grpo, oracle and gigpo).")] = None,
+                                                       "none found: only grpo, oracle, peer_diff and gigpo).")] = None,
     label: Annotated[MistakeLabel, typer.Option(help="Where a step's mistake label comes from: the env's "
                                                      "info['mistake'] or, noisy, a differing expert_action.")] = MistakeLabel("mistake"),
     temperature: Annotated[float, typer.Option(help="The rollout's sampling temperature.")] = 1.0,
@@ -32,13 +33,16 @@ def credit_audit(
     clip_grid: Annotated[Optional[list[float]], typer.Option(
         help="Also recompute the conserved_step_share column at these Eq. 3 clips (repeatable: "
              "--clip-grid 0.2 --clip-grid 0.5): how much of Delta's ranking the clip keeps.")] = None,
+    control: Annotated[Optional[list[AuditControl]], typer.Option(
+        help="The teacher's hindsight arms (repeatable; default: none, correctness, peer_trajectory and "
+             "other_group_peer). swapped_peer: the group's own peer with its parcel choices swapped, a null.")] = None,
 ) -> None:
     """AUC with which each arm's step credit ranks the labelled mistake step first (1: always, 0.5: no information)."""
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
 
-    from stepopsd.lab.credit_audit import COLUMN_TITLES, audit_credit, clip_table
+    from stepopsd.lab.credit_audit import COLUMN_TITLES, HINDSIGHT_CONTROLS, audit_credit, clip_table
     from stepopsd.trajectory_io import TrajectoryFileError, load_trajectories
 
     from stepopsd.choices import ALPHA_CLIP_RANGE
@@ -59,6 +63,7 @@ def credit_audit(
         task = progress.add_task("auditing", total=None)
         result = audit_credit(loaded, algorithm, teacher=teacher, tokenize=tokenize, temperature=temperature,
                               label=label.value, clip_grid=tuple(clip_grid or ()),
+                              controls=tuple(dict.fromkeys(c.value for c in control)) if control else HINDSIGHT_CONTROLS,
                               progress=lambda done, total: progress.update(task, completed=done, total=total))
     if result.num_audited == 0:
         fail(f"no failed trajectory of a mixed group with {label.value!r} labels on both a mistake and a harmless "
@@ -96,7 +101,7 @@ def _run_model(trajectories: Path) -> Path | None:
 def _teacher(model: Path | None, trajectories, path: Path):
     """The teacher model and its tokenizer, once every token id of ``trajectories`` fits its vocabulary."""
     if model is None:
-        typer.echo("no teacher model: auditing grpo, oracle and gigpo only (pass --model for the hindsight arms)")
+        typer.echo("no teacher model: auditing grpo, oracle, peer_diff and gigpo only (pass --model for the hindsight arms)")
         return None, None
     from stepopsd.policy import ModelFolderError, encode, load_policy
 

@@ -5,7 +5,8 @@ import json
 
 from typer.testing import CliRunner
 
-from algo_fixtures import make_group
+from algo_fixtures import make_group, with_model_behaviour
+from model_fixtures import small_model_dir  # noqa: F401  (pytest fixture)
 from stepopsd.trajectory_io import save_trajectories
 from stepopsd_cli.audit_cmd import app
 
@@ -53,3 +54,23 @@ def test_audit_clip_grid_prints_its_table_and_refuses_a_clip_outside_0_1(tmp_pat
     assert json.loads((tmp_path / "a.json").read_text())["table"]["oracle"]["alpha_clip=0.5"]["n"] == 3
     result = CliRunner().invoke(app, [str(path), "--clip-grid", "1.0"])
     assert result.exit_code == 2 and "must lie in [0, 1)" in result.output and "Traceback" not in result.output
+
+
+def test_audit_runs_the_hindsight_controls_asked_for(tmp_path, small_model_dir):
+    from stepopsd.choices import AUDIT_CONTROLS
+    from stepopsd.lab.credit_audit import CONTROLS
+    from stepopsd.policy import load_policy
+    from stepopsd.trajectory_io import load_trajectories
+
+    assert tuple(CONTROLS) == AUDIT_CONTROLS
+    model = load_policy(small_model_dir).model
+    labelled = load_trajectories(_labelled_file(tmp_path))
+    path = tmp_path / "scored.jsonl"
+    save_trajectories([with_model_behaviour(model, t) for t in labelled], path)
+    result = CliRunner().invoke(app, [str(path), "--model", str(small_model_dir), "--control", "peer_trajectory",
+                                      "--control", "swapped_peer", "--json", str(tmp_path / "audit.json")])
+    assert result.exit_code == 0, result.output
+    table = json.loads((tmp_path / "audit.json").read_text())["table"]
+    assert set(table) == {"grpo", "oracle", "peer_diff", "gigpo", "peer_trajectory", "swapped_peer"}
+    result = CliRunner().invoke(app, [str(path), "--control", "peers"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
