@@ -43,9 +43,9 @@ def archive_verdicts(env_folder: Path) -> dict:
     summary = learning.summarise(learning.score_runs(archived_records(env_folder), threshold=0.0))
     setup = learning.ENVS.get(env_folder.name)
     primary = setup.primary if setup is not None else ""  # the pre-registered metric, where there is one
+    metrics = [name for name in (primary, "final", "auc") if name]
     arms = {}
     for arm, paired in sorted(summary["paired"].items()):
-        metrics = [name for name in (primary, "final", "auc") if name]
         arms[arm] = {"verdict": learning.verdict(arm, learning.CONTROL, paired["final"], paired["auc"],
                                                  paired[primary] if primary else None),
                      **{metric: {"mean": d.mean, "bootstrap": [d.ci_low, d.ci_high], "t_interval": [d.t_low, d.t_high],

@@ -177,10 +177,11 @@ def check_vocabulary(trajectories: Iterable[Trajectory], vocab_size: int) -> Non
     """Raise :class:`SchemaError` naming the first token id outside ``[0, vocab_size)``: a file written
     with another tokenizer, or damaged (decoding or embedding it would fail or show wrong text)."""
     for traj in trajectories:
-        bad = next((n for n, token_id in enumerate(traj.token_ids) if token_id >= vocab_size), None)
-        if bad is not None:
-            _fail(traj, f"token_ids[{bad}]", f"id {traj.token_ids[bad]} is outside the vocabulary "
-                                             f"(ids 0..{vocab_size - 1})")
+        if not traj.token_ids or max(traj.token_ids) < vocab_size:  # the common case, without a Python loop
+            continue
+        bad = next(n for n, token_id in enumerate(traj.token_ids) if token_id >= vocab_size)
+        _fail(traj, f"token_ids[{bad}]", f"id {traj.token_ids[bad]} is outside the vocabulary "
+                                         f"(ids 0..{vocab_size - 1})")
 
 
 def _fail(traj: Trajectory, where: str, message: str) -> None:

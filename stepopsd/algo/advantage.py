@@ -235,10 +235,10 @@ def compute_advantages(
     lambda_mix = lambda_at(schedule_step, config.lambda_0, config.lambda_decay_steps)
     inputs = CreditInputs(trajectories, outcome, trainable, teacher, tokenize, temperature)
     method = ADVANTAGE_METHODS[config.name]
-    if method.uses_teacher and (teacher is None or tokenize is None):
-        raise ValueError(f"algorithm {config.name!r} rescores trajectories with a teacher: pass teacher= and tokenize=")
-    if method.uses_teacher:  # a foreign file's ids would index past the teacher's embedding
-        check_vocabulary(trajectories, teacher.get_input_embeddings().num_embeddings)
+    if method.uses_teacher:
+        if teacher is None or tokenize is None:
+            raise ValueError(f"algorithm {config.name!r} rescores trajectories with a teacher: pass teacher= and tokenize=")
+        check_vocabulary(trajectories, teacher.get_input_embeddings().num_embeddings)  # a foreign file's ids
     token_advantages, delta, method_stats = method(inputs, config, lambda_mix)
     token_advantages = torch.where(trainable, token_advantages, torch.zeros_like(token_advantages))  # [B, T]
     stats = {
