@@ -40,14 +40,16 @@ def archived_records(env_folder: Path) -> list[dict]:
 
 def archive_verdicts(env_folder: Path) -> dict:
     """The paired differences from grpo and the verdict line of every arm of one archive."""
-    summary = learning.summarise(learning.score_runs(archived_records(env_folder), threshold=0.0))
+    records = archived_records(env_folder)
+    summary = learning.summarise(learning.score_runs(records, threshold=0.0))
     setup = learning.ENVS.get(env_folder.name)
     primary = setup.primary if setup is not None else ""  # the pre-registered metric, where there is one
     metrics = [name for name in (primary, "final", "auc") if name]
     arms = {}
     for arm, paired in sorted(summary["paired"].items()):
+        label = learning.window_label(primary, len(records[0]["sampled_success"])) if primary else ""
         arms[arm] = {"verdict": learning.verdict(arm, learning.CONTROL, paired["final"], paired["auc"],
-                                                 paired[primary] if primary else None),
+                                                 paired[primary] if primary else None, label),
                      **{metric: {"mean": d.mean, "bootstrap": [d.ci_low, d.ci_high], "t_interval": [d.t_low, d.t_high],
                                  "p_sign_flip": d.p_sign_flip, "per_seed": list(d.per_seed)}
                         for metric, d in ((name, paired[name]) for name in metrics)}}

@@ -357,3 +357,14 @@ def test_the_errandchain_benchmark_has_real_upper_bounds_and_a_preregistered_pri
     assert bench.ENVS["errandchain"].primary == "early"
     scored = bench.score_runs([{"arm": "grpo", "seed": 0, "final": 0.0, "sampled_success": [10.0] * 8 + [90.0] * 12}], 50.0)
     assert scored[0]["early"] == 10.0  # iterations 1-8 only
+
+
+def test_the_late_window_is_the_iterations_after_the_first_eight(bench):
+    """Seeds 8-15 of the eight-errand recipe are judged on iterations 9 to the last (pre-registered)."""
+    assert bench.ENVS["errandchain-eight-late"].primary == "late"
+    assert bench.ENVS["errandchain-eight-late"].config == bench.ENVS["errandchain-eight"].config
+    curve = [10.0] * 8 + [40.0] * 6 + [70.0] * 6
+    scored = bench.score_runs([{"arm": "grpo", "seed": 8, "final": 0.0, "sampled_success": curve}], 50.0)[0]
+    assert (scored["early"], scored["late"], scored["auc"]) == (10.0, 55.0, 37.0)
+    assert bench.window_label("late", 20) == "mean sampled success, iterations 9-20"
+    assert bench.window_label("early", 20) == "mean sampled success, iterations 1-8"
