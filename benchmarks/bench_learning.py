@@ -379,11 +379,7 @@ def markdown_section(results: dict, figure: str) -> str:
     marker, setup = docs_marker(results["env"]), ENVS[results["env"]]
     iterations, threshold, wall = results["iterations"], results["threshold"], results["wall_s"]
     primary = setup.primary
-    primary_head = f" {primary} (%) |" if primary else ""
-
-    def primary_cell(estimates: dict, signed: bool = False) -> str:
-        return f" {_cell(estimates[primary], signed)} |" if primary else ""
-
+    metrics = ["final", "auc", "iters", *([primary] if primary else [])]  # the tables' columns
     seeds = ", ".join(map(str, results["seeds"]))
     lines = [
         marker, f"### Learning on {setup.title}: paired comparison against GRPO", "",
@@ -402,20 +398,26 @@ def markdown_section(results: dict, figure: str) -> str:
         f"iterations. Iterations to threshold: first iteration whose sampled success, smoothed over {SMOOTH}, "
         f"reaches {threshold['value']:.1f}% ({threshold['rule']}); {iterations + 1} = not reached.", "",
         *([f"{primary.capitalize()}: {window_label(primary, iterations)} (%).", ""] if primary else []),
-        f"| arm | final (%) | AUC (%) | iterations to threshold |{primary_head} s / iteration |",
-        "|---|---|---|---|" + "---|" * (2 if primary else 1),
+        _table_row(["arm", *(_column(metric, "%") for metric in metrics), "s / iteration"]),
+        "|" + "---|" * (len(metrics) + 2),
     ]
     for arm, estimates in results["arms_summary"].items():
         seconds = _mean([r["iteration_s"] for r in results["runs"] if r["arm"] == arm])
-        lines.append(f"| {_arm_label(arm)} | {_cell(estimates['final'])} | {_cell(estimates['auc'])} | "
-                     f"{_cell(estimates['iters'])} |{primary_cell(estimates)} {seconds:.1f} |")
+        lines.append(_table_row([_arm_label(arm), *(_cell(estimates[metric]) for metric in metrics), f"{seconds:.1f}"]))
     lines += ["", f"Paired per seed, arm minus {CONTROL}: mean [bootstrap 95% CI] (iterations: negative is faster).",
-              "", f"| arm - {CONTROL} | final (points) | AUC (points) | iterations to threshold |"
-                  f"{primary_head.replace('(%)', '(points)')}", "|---|---|---|---|" + "---|" * bool(primary)]
+              "", _table_row([f"arm - {CONTROL}", *(_column(metric, "points") for metric in metrics)]),
+              "|" + "---|" * (len(metrics) + 1)]
     for arm, diffs in results["paired"].items():
-        lines.append(f"| {_arm_label(arm)} | {_cell(diffs['final'], True)} | {_cell(diffs['auc'], True)} | "
-                     f"{_cell(diffs['iters'], True)} |{primary_cell(diffs, True)}")
+        lines.append(_table_row([_arm_label(arm), *(_cell(diffs[metric], True) for metric in metrics)]))
     return "\n".join([*lines, "", f"![learning curves, {results['env']}]({figure})", "", marker])
+
+
+def _column(metric: str, unit: str) -> str:
+    return "iterations to threshold" if metric == "iters" else f"{'AUC' if metric == 'auc' else metric} ({unit})"
+
+
+def _table_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
 
 
 def _before(results: dict) -> str:
