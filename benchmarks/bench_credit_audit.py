@@ -1,9 +1,13 @@
-"""Credit lab: where does StepOPSD's credit land, on an env with exact mistake labels?
+"""Credit audits: where does StepOPSD's credit land, on an env with exact mistake labels?
 
     python benchmarks/bench_credit_audit.py --seeds 0 1 2 --out runs/credit_lab     # one process per seed
     python benchmarks/bench_credit_audit.py --report --out runs/credit_lab           # pool, table, plot, docs
+    python benchmarks/bench_credit_audit.py --setup errandchain-eight-hindsight --start-model M \
+        --seeds 0 1 2 3 4 5 6 7 --groups 8 --out benchmarks/results/credit-audit/errandchain-eight-hindsight
 
-Per seed (config ``credit-lab``): build the tiny model, SFT it on the oracle expert of
+Each setup (``SETUPS``) names a shipped config, the teacher's hindsight arms and its docs section;
+``--report`` writes that section from the seeds' records (``seed-*.json``, small: keep them as the
+archive). The default setup, the credit lab, per seed (config ``credit-lab``): build the tiny model, SFT it on the oracle expert of
 stepopsd/ForkedErrand-v0 in hidden-answer mode (which parcel is right is never shown: every rollout guesses, so groups are
 mixed by construction and only a successful peer knows the answer), plus the same expert steps
 after the hindsight block the teacher is shown (``SFTConfig.hindsight_rows``: the tiny teacher
@@ -21,20 +25,56 @@ import dataclasses
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from docs_section import write_docs_section
+from stepopsd.lab.credit_audit import HINDSIGHT_CONTROLS
 
-DOCS_MARK = "<!-- credit-lab -->"
 CLIP_GRID = (0.05, 0.2, 0.5, 0.9)  # Eq. 3's alpha_clip: how much of Delta's ranking each clip keeps
 
 
+@dataclass(frozen=True)
+class AuditSetup:
+    """One audit: the config its episodes and algorithm come from, the teacher's hindsight arms, its docs section."""
+
+    title: str
+    config: str  # a shipped config: env, rollout and algorithm settings
+    overrides: dict[str, object]
+    controls: tuple[str, ...]  # the teacher's hindsight arms (stepopsd.lab.credit_audit.CONTROLS)
+    goal: float  # the Delta AUC the teacher with the group's peer should reach
+    figure: str  # under docs/
+
+
+SETUPS = {
+    "credit-lab": AuditSetup("Credit lab: where StepOPSD's credit lands (ForkedErrand, hidden answer)", "credit-lab",
+                             {}, HINDSIGHT_CONTROLS, 0.85, "figures/credit_lab.png"),
+    # the ErrandChain benchmark's start trained with hindsight rows, audited on its own rollouts before any RL
+    "errandchain-eight-hindsight": AuditSetup(
+        "The ErrandChain start's teacher before RL (eight errands, hindsight rows, its own rollouts)",
+        "learning-errandchain-eight", {"algorithm.peer_view": "actions"}, ("none", "peer_trajectory", "swapped_peer"),
+        0.8, "figures/credit-audit-errandchain-eight-hindsight.png"),
+}
+BEHAVIOURS = {  # --behaviour: who plays the audited episodes, as the docs say it
+    "policy": "the start model plays its own episodes, sampled as in RL, and is the teacher (the stale snapshot "
+              "at the start of RL)",
+    "guessing-expert": "the env's expert plays every ordinary step and picks the parcel at random (what a "
+                       "competent hidden-mode policy does), and the SFT policy's log-probs are the behaviour "
+                       "log-probs; the teacher is that SFT policy, trained on the hindsight rows",
+}
+
+
+def docs_marker(setup: str) -> str:
+    return f"<!-- {setup} -->"
+
+
 def lab_config(seed: int, args):
-    """The credit-lab config with this seed's model, SFT and sampling seeds."""
+    """The setup's config with this seed's model, SFT and sampling seeds."""
     from stepopsd.config import load_train_config
 
-    return load_train_config(args.config, {"run.seed": seed, "model.tiny.seed": seed, "sft.seed": seed,
-                                           "rollout.seed": seed, "sft.steps": args.sft_steps})
+    setup = SETUPS[args.setup]
+    return load_train_config(setup.config, {**setup.overrides, "run.seed": seed, "model.tiny.seed": seed,
+                                            "sft.seed": seed, "rollout.seed": seed, "sft.steps": args.sft_steps})
 
 
 def warm_start(seed: int, folder: Path, config, started: float):
@@ -132,11 +172,13 @@ def run_seed(seed: int, args) -> dict:
         trajectories = with_policy_logprobs(policy, trajectories, config.rollout.sampling.temperature)
     save_trajectories(trajectories, folder / "trajectories.jsonl")  # stepopsd credit-audit reads it too
     result = audit_credit(trajectories, config.algorithm, teacher=policy.model, tokenize=lambda text: encode(policy, text),
-                          temperature=config.rollout.sampling.temperature, clip_grid=CLIP_GRID)
+                          temperature=config.rollout.sampling.temperature, clip_grid=CLIP_GRID,
+                          controls=SETUPS[args.setup].controls, control_seed=seed)
     for env in envs:
         env.close()
     record = {
-        "seed": seed, "behaviour": args.behaviour, "num_trajectories": len(trajectories),
+        "seed": seed, "setup": args.setup, "behaviour": args.behaviour, "out": str(args.out), "groups": args.groups,
+        "num_trajectories": len(trajectories),
         "num_audited": result.num_audited, "success": sum(t.success for t in trajectories) / len(trajectories),
         "sft_loss": [losses[0], losses[-1]] if losses else None, "sft_steps": len(losses),
         "start_model": str(start_model) if start_model else None,
@@ -155,51 +197,54 @@ def report(args) -> None:
     records = [json.loads(p.read_text()) for p in sorted(args.out.glob("seed-*.json"))]
     if not records:
         raise SystemExit(f"no seed-*.json in {args.out}: run the seeds first")
+    setup = SETUPS[args.setup]
     pooled_table = summarize_clusters([r["per_trajectory"] for r in records])  # the CI resamples seeds (teachers) too
     table = markdown_table(pooled_table)
     clips = clip_table(pooled_table)
     audited = sum(r["num_audited"] for r in records)
     successes = ", ".join(f"{r['success']:.2f}" for r in records)
-    sft_losses = start_models_line(records)
     walls = ", ".join(f"{r['wall_s'] / 60:.1f}" for r in records)
     summary = (f"{len(records)} seeds ({', '.join(str(r['seed']) for r in records)}), "
                f"{audited} failed trajectories of mixed groups audited "
                f"({', '.join(str(r['num_audited']) for r in records)} per seed) of "
                f"{sum(r['num_trajectories'] for r in records)}; sampled success {successes}; "
-               f"{sft_losses}; wall time per seed {walls} min "
-               f"(one CPU thread each).")
-    summary += " " + verdict(pooled_table)
+               f"{start_models_line(records)}; wall time per seed {walls} min (one CPU thread each). "
+               f"{verdict(pooled_table, records, setup.goal)}")
     print(summary)
     print(table)
     print(clips)
-    args.figure.parent.mkdir(parents=True, exist_ok=True)
-    plot_table(pooled_table, args.figure)
+    figure = Path("docs") / setup.figure
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    plot_table(pooled_table, figure)
+    seeds = " ".join(str(r["seed"]) for r in records)
+    start = (f"--start-model {records[0].get('start_model_arg') or records[0]['start_model']}"
+             if records[0].get("start_model") else f"--sft-steps {records[0]['sft_steps']}")
+    teacher_arms = " / ".join(f"`{arm}`" for arm in setup.controls)
+    marker = docs_marker(args.setup)
     section = "\n".join([
-        DOCS_MARK, "## Credit lab: where StepOPSD's credit lands (ForkedErrand, hidden answer)", "",
-        f"Made by `python benchmarks/bench_credit_audit.py --seeds {' '.join(str(r['seed']) for r in records)} "
-        + (f"--start-model {records[0].get('start_model_arg') or records[0]['start_model']}" if records[0].get("start_model")
-           else f"--sft-steps {records[0]['sft_steps']}") + f" --behaviour {records[0]['behaviour']} --out {args.out}` (one process "
-        f"per seed, in parallel) then `python benchmarks/bench_credit_audit.py --report --out {args.out}` (this "
-        "section and the figure are written by the script). Behaviour `guessing-expert`: the env's expert plays "
-        "every ordinary step and picks the parcel at random (what a competent hidden-mode policy does), and the "
-        "SFT policy's log-probs are the behaviour log-probs; the teacher is that SFT policy, trained on the "
-        "hindsight rows.", "",
-        "Per-trajectory AUC with which each arm's step credit ranks the labelled mistake step (the wrong "
-        "parcel) above the harmless steps of a failed trajectory in a mixed group; mean over trajectories "
-        "pooled across seeds, bootstrap 95% CI resampling the seeds (each its own teacher) and their trajectories. "
-        "1 = the mistake always gets the most blame, 0.5 = no "
-        "information. Rows: `grpo` (no teacher), `oracle` (Delta from the env's labels), `gigpo` "
-        "(anchor-state step advantages), and the tiny SFT teacher with hindsight `none` / `correctness` / "
-        "`peer_trajectory` / a peer from another task (`other_group_peer`). Columns: Delta itself, and "
-        "the shaped advantage (lambda = alpha = 0.2) before the budget and after each budget, measured as "
-        "the step's credit over what it gets with Delta = 0.", "", summary, "", table, "",
-        f"![credit lab]({Path(os.path.relpath(args.figure, 'docs')).as_posix()})", "",
+        marker, f"## {setup.title}", "",
+        f"Made by `python benchmarks/bench_credit_audit.py --setup {args.setup} --seeds {seeds} {start} --groups "
+        f"{records[0]['groups']} --behaviour {records[0]['behaviour']} --out {records[0]['out']}` (one process "
+        f"per seed, in parallel) then `python benchmarks/bench_credit_audit.py --setup {args.setup} --report --out "
+        f"{args.out}` (this section and the figure are written by the script from the seeds' records, "
+        f"`{args.out}/seed-*.json`). Config `{setup.config}`"
+        + (f" with {', '.join(f'`{k} = {v}`' for k, v in setup.overrides.items())}" if setup.overrides else "")
+        + f"; behaviour `{records[0]['behaviour']}`: {BEHAVIOURS[records[0]['behaviour']]}.", "",
+        "Per-trajectory AUC with which each arm's step credit ranks the labelled mistake step(s) above the "
+        "harmless steps of a failed trajectory in a mixed group; mean over trajectories pooled across seeds, "
+        "bootstrap 95% CI resampling the seeds and their trajectories. 1 = the mistakes always get the most "
+        "blame, 0.5 = no information. Rows: `grpo` (no teacher), `oracle` (Delta from the env's labels), "
+        "`peer_diff` (Delta on the steps whose action differs from the peer's at the same index: the model-free "
+        f"baseline), `gigpo` (anchor-state step advantages), and the SFT teacher with hindsight {teacher_arms}. "
+        "Columns: Delta itself, and the shaped advantage (lambda = alpha = 0.2) before the budget and after "
+        "each budget, measured as the step's credit over what it gets with Delta = 0.", "", summary, "", table,
+        "", f"![{setup.title}]({setup.figure})", "",
         *(["How much of Delta's ranking Eq. 3's clip keeps: the `conserved_step_share` column recomputed from "
            "the same Delta with the weight clipped at 1 +- alpha_clip (the table above uses 0.2, the paper's).", "",
            clips, ""] if clips else []),
-        DOCS_MARK,
+        marker,
     ])
-    write_docs_section(Path("docs/benchmarks.md"), DOCS_MARK, section)
+    write_docs_section(Path("docs/benchmarks.md"), marker, section)
 
 
 def start_models_line(records) -> str:
@@ -212,8 +257,26 @@ def start_models_line(records) -> str:
     return "start models " + ", ".join(f"seed {r['seed']}: {r.get('start_model') or 'its own SFT'}" for r in records)
 
 
-def verdict(table) -> str:
-    """A plain-language reading of the hindsight teacher's Delta AUC against chance (0.5) and the oracle."""
+def teacher_minus_baseline(records, arm: str, baseline: str = "peer_diff") -> dict[str, float]:
+    """``arm``'s Delta AUC minus ``baseline``'s on the same trajectories: the pooled mean difference and
+    its bootstrap 95% CI resampling the seeds and their trajectories (both arms score the same steps of
+    the same audited trajectories, so a seed's two lists pair up)."""
+    from stepopsd.lab.stats import cluster_bootstrap_ci
+
+    differences = []
+    for record in records:
+        ours, theirs = record["per_trajectory"][arm]["delta"], record["per_trajectory"][baseline]["delta"]
+        if len(ours) != len(theirs):
+            raise ValueError(f"seed {record['seed']}: {len(ours)} AUCs of {arm} and {len(theirs)} of {baseline}")
+        differences.append([a - b for a, b in zip(ours, theirs)])
+    pooled = [d for seed in differences for d in seed]
+    low, high = cluster_bootstrap_ci(differences)
+    return {"mean": sum(pooled) / len(pooled), "ci_low": low, "ci_high": high}
+
+
+def verdict(table, records, goal: float) -> str:
+    """A plain-language reading of the hindsight teacher's Delta AUC against chance (0.5), the goal, the
+    model-free peer diff, its controls and the oracle."""
     def reading(arm: str) -> str:
         cell = table[arm]["delta"]
         where = ("above chance" if cell["ci_low"] > 0.5 else "below chance" if cell["ci_high"] < 0.5
@@ -221,28 +284,33 @@ def verdict(table) -> str:
         return f"{arm} {cell['mean']:.3f} [{cell['ci_low']:.3f}, {cell['ci_high']:.3f}], {where}"
     peer = table["peer_trajectory"]["delta"]
     found = "singles out" if peer["ci_low"] > 0.5 else "does not single out"
-    return (f"Reading: the tiny hindsight teacher {found} the mistake step (Delta AUC {reading('peer_trajectory')}; "
-            f"{reading('other_group_peer')}; {reading('correctness')}; goal >= 0.85), while the shaping maths "
-            f"passes a perfect teacher's signal through (oracle {table['oracle']['conserved_step_share']['mean']:.3f} "
-            f"after conserved_step_share, {table['oracle']['equal_step_mean_abs']['mean']:.3f} after the paper's budget).")
+    controls = [arm for arm in table if arm not in ("grpo", "oracle", "peer_trajectory", "gigpo")]
+    versus = teacher_minus_baseline(records, "peer_trajectory")
+    side = ("above" if versus["ci_low"] > 0 else "below" if versus["ci_high"] < 0 else "not distinguishable from")
+    return (f"Reading: the hindsight teacher {found} the mistake step (Delta AUC {reading('peer_trajectory')}; goal "
+            f">= {goal:g}); {'; '.join(reading(arm) for arm in controls)}. Teacher minus the model-free peer diff on "
+            f"the same trajectories: {versus['mean']:+.3f} [{versus['ci_low']:+.3f}, {versus['ci_high']:+.3f}], "
+            f"{side} it. The shaping maths passes a perfect teacher's signal through (oracle "
+            f"{table['oracle']['conserved_step_share']['mean']:.3f} after conserved_step_share, "
+            f"{table['oracle']['equal_step_mean_abs']['mean']:.3f} after the paper's budget).")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--setup", choices=sorted(SETUPS), default="credit-lab",
+                        help="which audit: its config, the teacher's hindsight arms and its docs section")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--groups", type=int, default=16, help="GRPO groups of 8 rolled out per seed")
-    parser.add_argument("--config", default="credit-lab", help="the lab's env, SFT and algorithm settings")
     parser.add_argument("--sft-steps", type=int, default=500)
     parser.add_argument("--start-model", type=Path, default=None,
                         help="an SFT model to audit instead of warming one up (its provenance is yours to state); "
                              "{seed} in the path is replaced by the seed (one teacher per seed); the seed still "
                              "fixes the rollouts")
-    parser.add_argument("--behaviour", choices=["policy", "guessing-expert"], default="policy",
+    parser.add_argument("--behaviour", choices=list(BEHAVIOURS), default="policy",
                         help="who plays the audited episodes: the SFT policy, or the env's expert guessing the "
                              "parcel (log-probs from the SFT policy; every failure is one labelled mistake)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--report", action="store_true", help="pool the seeds' JSON, print, plot and update docs")
-    parser.add_argument("--figure", type=Path, default=Path("docs/figures/credit_lab.png"))
     parser.add_argument("--out", type=Path, default=Path("runs/credit_lab"))
     args = parser.parse_args()
     if args.report:
