@@ -62,6 +62,9 @@ CONTROL = "grpo"
 # for what they are (only oracle-full and oracle-signed bound anything: docs/algorithm.md)
 ORACLE_ARMS = {"oracle": "oracle (paper knobs)", "oracle-full": "oracle-full (upper bound)",
                "oracle-signed": "oracle-signed (ceiling)"}
+# full strength: lambda 1, alpha_clip up to 0.95, no decay, through the budget that keeps Delta's ranking
+FULL_STRENGTH = {"algorithm.lambda_0": 1.0, "algorithm.alpha_clip": 0.95, "algorithm.lambda_decay_steps": 0,
+                 "algorithm.step_budget": "conserved_step_share"}
 ARMS: dict[str, dict[str, object]] = {  # arm -> config overrides (nothing else differs between arms)
     "grpo": {"algorithm.name": "grpo"},
     "stepopsd": {"algorithm.name": "stepopsd", "algorithm.step_budget": "equal_step_mean_abs"},  # the paper's budget
@@ -72,11 +75,13 @@ ARMS: dict[str, dict[str, object]] = {  # arm -> config overrides (nothing else 
     "rlsd": {"algorithm.name": "rlsd"},
     "gigpo": {"algorithm.name": "gigpo"},
     # the ceiling of sign-preserving step credit: a perfect two-sided Delta at full strength (ALGORITHM's bound)
-    "oracle-full": {"algorithm.name": "oracle", "algorithm.oracle_sides": "two_sided", "algorithm.lambda_0": 1.0,
-                    "algorithm.alpha_clip": 0.95, "algorithm.lambda_decay_steps": 0,
-                    "algorithm.step_budget": "conserved_step_share"},
+    "oracle-full": {"algorithm.name": "oracle", "algorithm.oracle_sides": "two_sided", **FULL_STRENGTH},
     # the ceiling of any step credit: a per-step reward from the labels (may flip signs)
     "oracle-signed": {"algorithm.name": "oracle_signed"},
+    # the teacher and its model-free baseline with oracle-full's knobs, a win's peer included (as the two-sided
+    # bound reaches into wins): the share of the bound's gain a real Delta captures
+    "stepopsd-full": {"algorithm.name": "stepopsd", "algorithm.hindsight_for": "failed_and_won", **FULL_STRENGTH},
+    "peer-diff-full": {"algorithm.name": "peer_diff", "algorithm.hindsight_for": "failed_and_won", **FULL_STRENGTH},
 }
 HEAT_COOL = {"task_types": ["Heat", "Cool"]}
 DOCS = Path(__file__).resolve().parents[1] / "docs"

@@ -232,8 +232,14 @@ def test_arms_of_a_seed_differ_only_in_their_credit_assignment(bench, env, tmp_p
         assert not run.config.run.eval_before  # the shared start is evaluated once (evaluate_start)
         differs = set(config_diff(run.config, control[run.seed]))  # credit-assignment knobs only
         assert all(key.startswith("algorithm.") for key in differs), (run.arm, differs)
-        if run.arm not in ("oracle-full",):  # the full-strength bound also sets lambda, alpha_clip, decay, sides
+        if run.arm not in ("oracle-full", "stepopsd-full", "peer-diff-full"):  # full strength: lambda, clip, decay too
             assert differs <= {"algorithm.name", "algorithm.step_budget"}
+    full = {run.arm: run.config.algorithm for run in runs if run.seed == 3 and run.arm.endswith("-full")}
+    knobs = {arm: (a.lambda_0, a.alpha_clip, a.lambda_decay_steps, a.step_budget) for arm, a in full.items()}
+    assert set(knobs.values()) == {(1.0, 0.95, 0, "conserved_step_share")} and len(knobs) == 3  # the bound's knobs
+    assert {arm: a.name for arm, a in full.items()} == {"oracle-full": "oracle", "stepopsd-full": "stepopsd",
+                                                          "peer-diff-full": "peer_diff"}
+    assert full["stepopsd-full"].hindsight_for == full["peer-diff-full"].hindsight_for == "failed_and_won"
     budgets = {run.arm: run.config.algorithm.step_budget for run in runs if run.arm in ("stepopsd", "stepopsd-share")}
     assert budgets == {"stepopsd": "equal_step_mean_abs", "stepopsd-share": "conserved_step_share"}
     assert [run.seed for run in runs] == [3] * len(bench.ARMS) + [4] * len(bench.ARMS)  # whole seeds first
