@@ -13,9 +13,11 @@ iteration's tasks, sampling seeds and minibatch order (stepopsd.tasks.seed_for);
 evaluation plays the same episodes in every run. Arms differ only in their credit assignment, so
 their per-seed differences are far less noisy than their separate means.
 
-Per (arm, seed), three numbers (success in %):
+Per (arm, seed), these numbers (success in %):
   final   greedy evaluation success after the last iteration (summary.json)
   auc     area under the sampled-success curve divided by the iterations: its mean over them
+  early, late  mean sampled success over a window of iterations (WINDOWS: 1-8, 9-last), the
+          metric an env can pre-register as its primary one (EnvSetup.primary)
   iters   first iteration whose sampled success, smoothed over the last 3 iterations, reaches
           the threshold (lower is better); never reached -> iterations + 1. The threshold is
           --threshold, or the midpoint between the start (mean sampled success of iteration 1)
