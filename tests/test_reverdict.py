@@ -19,6 +19,10 @@ def test_the_docs_verdicts_are_what_the_archived_runs_recompute():
     # an archive with a pre-registered primary metric is judged on it first (ErrandChain: `early`)
     independent = next(a for a in archives if a["archive"].endswith("errandchain-independent"))["arms"]["oracle-full"]
     assert independent["early"]["p_sign_flip"] > 0.05 and "primary metric" in independent["verdict"]
+    # the eight-errand confirmation (fresh seeds, `late` pre-registered): the bound separates, every seed positive
+    late = next(a for a in archives if a["archive"].endswith("errandchain-eight-late"))["arms"]["oracle-full"]
+    assert late["late"]["p_sign_flip"] == 2 / 256 and late["late"]["t_interval"][0] > 5.0
+    assert "primary metric (mean sampled success, iterations 9-20)" in late["verdict"]
 
 
 def test_the_docs_tables_of_the_archived_benchmarks_are_what_their_runs_recompute():
