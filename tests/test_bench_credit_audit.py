@@ -11,7 +11,8 @@ import pytest
 
 from model_fixtures import tiny_model_dir  # noqa: F401  (pytest fixture)
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +65,16 @@ def test_one_seed_is_audited_then_reported_into_its_docs_section(tiny_model_dir,
     assert f"--groups 2 --behaviour guessing-expert --out {out}" in docs
     assert "| peer_diff | " in docs and "Teacher minus the model-free peer diff" in docs
     assert (tmp_path / "docs" / "figures" / "credit_lab.png").is_file()
+
+
+def test_the_errandchain_start_audit_in_the_docs_is_what_its_archive_recomputes(audit):
+    """docs/benchmarks.md's table and reading of the hindsight start's audit come from its archived records."""
+    from stepopsd.lab.credit_audit import markdown_table, summarize_clusters
+
+    archive = ROOT / "benchmarks" / "results" / "credit-audit" / "errandchain-eight-hindsight"
+    records = [json.loads(path.read_text()) for path in sorted(archive.glob("seed-*.json"))]
+    assert [r["seed"] for r in records] == list(range(8)) and {r["setup"] for r in records} == {"errandchain-eight-hindsight"}
+    table = summarize_clusters([r["per_trajectory"] for r in records])
+    docs = (ROOT / "docs" / "benchmarks.md").read_text()
+    assert markdown_table(table) in docs
+    assert audit.verdict(table, records, audit.SETUPS["errandchain-eight-hindsight"].goal) in docs
