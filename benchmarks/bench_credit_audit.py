@@ -3,11 +3,12 @@
     python benchmarks/bench_credit_audit.py --seeds 0 1 2 --out runs/credit_lab     # one process per seed
     python benchmarks/bench_credit_audit.py --report --out runs/credit_lab           # pool, table, plot, docs
     python benchmarks/bench_credit_audit.py --setup errandchain-eight-hindsight --start-model M \
-        --seeds 0 1 2 3 4 5 6 7 --groups 8 --out benchmarks/results/credit-audit/errandchain-eight-hindsight
+        --seeds 0 1 2 3 4 5 6 7 --groups 8 --out /tmp/audit   # then copy /tmp/audit/seed-*.json to ARCHIVE
+    python benchmarks/bench_credit_audit.py --setup errandchain-eight-hindsight --report --out ARCHIVE
 
 Each setup (``SETUPS``) names a shipped config, the teacher's hindsight arms and its docs section;
-``--report`` writes that section from the seeds' records (``seed-*.json``, small: keep them as the
-archive). The default setup, the credit lab, per seed (config ``credit-lab``): build the tiny model, SFT it on the oracle expert of
+``--report`` writes that section from the seeds' records (``seed-*.json``, small: the archive, e.g.
+benchmarks/results/credit-audit/SETUP; each seed's folder beside it holds its trajectories, too big to keep). The default setup, the credit lab, per seed (config ``credit-lab``): build the tiny model, SFT it on the oracle expert of
 stepopsd/ForkedErrand-v0 in hidden-answer mode (which parcel is right is never shown: every rollout guesses, so groups are
 mixed by construction and only a successful peer knows the answer), plus the same expert steps
 after the hindsight block the teacher is shown (``SFTConfig.hindsight_rows``: the tiny teacher
