@@ -45,9 +45,9 @@ def archive_verdicts(env_folder: Path) -> dict:
     setup = learning.ENVS.get(env_folder.name)
     primary = setup.primary if setup is not None else ""  # the pre-registered metric, where there is one
     metrics = [name for name in (primary, "final", "auc") if name]
+    label = learning.window_label(primary, len(records[0]["sampled_success"])) if primary else ""
     arms = {}
     for arm, paired in sorted(summary["paired"].items()):
-        label = learning.window_label(primary, len(records[0]["sampled_success"])) if primary else ""
         arms[arm] = {"verdict": learning.verdict(arm, learning.CONTROL, paired["final"], paired["auc"],
                                                  paired[primary] if primary else None, label),
                      **{metric: {"mean": d.mean, "bootstrap": [d.ci_low, d.ci_high], "t_interval": [d.t_low, d.t_high],
