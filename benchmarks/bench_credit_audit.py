@@ -55,6 +55,11 @@ SETUPS = {
         "The ErrandChain start's teacher before RL (eight errands, hindsight rows, its own rollouts)",
         "learning-errandchain-eight", {"algorithm.peer_view": "actions"}, ("none", "peer_trajectory", "swapped_peer"),
         0.8, "figures/credit-audit-errandchain-eight-hindsight.png"),
+    # the same audit of the second teacher: hindsight rows cut from the careless episodes, half with a swapped peer
+    "errandchain-eight-teacher": AuditSetup(
+        "The second ErrandChain teacher before RL (rows from the careless episodes, half with a swapped peer)",
+        "learning-errandchain-eight", {"algorithm.peer_view": "actions"}, ("none", "peer_trajectory", "swapped_peer"),
+        0.8, "figures/credit-audit-errandchain-eight-teacher.png"),
 }
 BEHAVIOURS = {  # --behaviour: who plays the audited episodes, as the docs say it
     "policy": "the start model plays its own episodes, sampled as in RL, and is the teacher (the stale snapshot "

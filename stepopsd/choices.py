@@ -42,3 +42,4 @@ GIGPO_EPISODE_NORMS = ("trajectory", "step_rows")  # the keys of algo.gigpo.EPIS
 LAMBDA_SCHEDULE_UNITS = ("optimizer_step", "iteration")  # what the lambda schedule counts (algo.advantage)
 CARELESS_CHOICES = ("first", "random_wrong", "env")  # how the SFT careless demonstrator picks (lab.careless)
 HINDSIGHT_ROW_PEERS = ("self_if_alone", "other_episode")  # a hindsight row's peer: the keys of lab.hindsight_rows.ROW_PEER_RULES
+HINDSIGHT_ROW_CONTEXTS = ("won", "careless")  # whose steps hindsight rows are cut from (lab.warm_start)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from stepopsd.choices import (  # the values the string fields below accept
     ALGORITHM_NAMES, ALPHA_CLIP_RANGE, CARELESS_CHOICES, COLLAPSE_ACTIONS, CONTEXT_MODES, GIGPO_EPISODE_NORMS,
-    HINDSIGHT_MODES, HINDSIGHT_ROW_PEERS, HINDSIGHT_TARGETS, LAMBDA_RANGE, LAMBDA_SCHEDULE_UNITS, LOSS_AGGREGATIONS,
-    MISTAKE_LABELS, ORACLE_SIDES, OVERFLOW_POLICIES, PEER_VIEWS, SPAN_MODES, STEP_BUDGETS, TEACHER_MODES, WEIGHT_FNS,
+    HINDSIGHT_MODES, HINDSIGHT_ROW_CONTEXTS, HINDSIGHT_ROW_PEERS, HINDSIGHT_TARGETS, LAMBDA_RANGE,
+    LAMBDA_SCHEDULE_UNITS, LOSS_AGGREGATIONS, MISTAKE_LABELS, ORACLE_SIDES, OVERFLOW_POLICIES, PEER_VIEWS, SPAN_MODES, STEP_BUDGETS, TEACHER_MODES, WEIGHT_FNS,
 )
 from stepopsd.configtree import (
     ConfigError, at_least, check_choices, check_fields, config_to_dict, finite_above, finite_at_least, in_range, resolve_config,
@@ -226,6 +226,8 @@ class SFTConfig:
     seed: int = 0
     hindsight_rows: bool = False  # also train on each expert step after a hindsight block (a tiny teacher learns to read it)
     hindsight_peer: str = "self_if_alone"  # rows' peer: self_if_alone (another win of the task, else itself) | other_episode (a slip replay of the scene)
+    hindsight_contexts: str = "won"  # rows' steps: won (the expert's, as they were) | careless (the careless episodes', the expert's action as target)
+    hindsight_swap: float = 0.0  # careless rows: share of episodes shown a parcel-swapped peer, the takes' targets following it
     stop_at_success: float = 0.0  # stop at the first check whose greedy success reaches this (0: run all steps)
     check_every: int = 50  # steps between checks (only with stop_at_success)
     check_episodes: int = 32  # greedy episodes per check, on training-env tasks no rollout or evaluation uses
@@ -238,8 +240,10 @@ class SFTConfig:
         check_fields("sft", self, {"steps": at_least(0), "batch_rows": at_least(1), "lr": finite_above(0),
                                    "weight_decay": finite_at_least(0), "max_grad_norm": finite_above(0),
                                    "stop_at_success": within(0, 1), "check_every": at_least(1),
-                                   "check_episodes": at_least(1), "careless_rate": within(0, 1)})
-        check_choices("sft", self, {"careless_choice": CARELESS_CHOICES, "hindsight_peer": HINDSIGHT_ROW_PEERS})
+                                   "check_episodes": at_least(1), "careless_rate": within(0, 1),
+                                   "hindsight_swap": within(0, 1)})
+        check_choices("sft", self, {"careless_choice": CARELESS_CHOICES, "hindsight_peer": HINDSIGHT_ROW_PEERS,
+                                    "hindsight_contexts": HINDSIGHT_ROW_CONTEXTS})
         self.phases()  # sft.then's keys and values are checked here, not when the phase runs
 
     def phases(self) -> list[SFTConfig]:

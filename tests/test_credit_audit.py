@@ -133,7 +133,7 @@ def _errand_peer():
 def test_swapped_peer_changes_every_take_and_its_own_lines_only():
     import re
 
-    from stepopsd.lab.credit_audit import swapped_parcels
+    from stepopsd.lab.hindsight_rows import swapped_parcels
 
     peer = _errand_peer()
     for seed in range(20):
@@ -174,7 +174,8 @@ def test_the_controls_are_a_registry_and_a_peer_without_takes_swaps_to_itself():
 
 def test_the_swapped_peer_control_shows_the_teacher_the_swapped_choices():
     from stepopsd.algo.hindsight import hindsight_text, render_peer
-    from stepopsd.lab.credit_audit import CONTROLS, swapped_parcels
+    from stepopsd.lab.credit_audit import CONTROLS
+    from stepopsd.lab.hindsight_rows import swapped_parcels
 
     peer = _errand_peer()
     failed = dataclasses.replace(make_group(0, [False])[0], trajectory_id="failed")

@@ -151,3 +151,73 @@ def test_the_warm_start_trains_other_episode_rows_on_errandchain(tiny_policy):
         "sft.hindsight_peer": "other_episode"})
     report = sft_warm_start(tiny_policy, config)
     assert report.won == 3 and report.hindsight_rows == 3 * 12  # 4 errands x 3 steps, every scene's replay won
+
+
+# ------------------------------------------------------------ sft.hindsight_contexts = "careless": the expert's action as target
+
+def _careless_rows(policy, scenes: int, swap_share: float):
+    from stepopsd.config import load_train_config
+    from stepopsd.lab.hindsight_rows import corrected_rows, expert_response, slip_replays
+    from stepopsd.lab.sft import expert_trajectories
+    from stepopsd.policy import encode
+    from stepopsd.rollout import make_envs
+    from stepopsd.tasks import game_tasks
+
+    config = load_train_config("learning-errandchain-eight", {})
+    envs = make_envs(config.env.env_id, 4, **config.env.train_kwargs)
+    tasks = game_tasks(envs[0], scenes, first_seed=5, options={"expert": True})
+    one_by_one = dataclasses.replace(config.rollout, group_size=1)
+    careless = expert_trajectories(policy, envs, [dataclasses.replace(t, options={**t.options, "careless": True})
+                                                  for t in tasks], one_by_one, careless_verb="take", careless_choice="env")
+    replays = slip_replays(policy, envs, tasks, one_by_one, "take", seed=0)
+    tokenize = lambda text: encode(policy, text)  # noqa: E731
+    rows = corrected_rows(careless, replays, tokenize, expert_response(policy, envs[0].unwrapped.protocol),
+                          verb="take", swap_share=swap_share, seed=1, peer_view="actions")
+    return careless, replays, rows, tokenize
+
+
+def _row_step(row, episodes):
+    traj_id, index = row.trajectory_id.rsplit("/hindsight/", 1)
+    traj = next(t for t in episodes if t.trajectory_id == traj_id)
+    return traj, traj.steps[int(index)]
+
+
+def test_careless_rows_target_the_experts_action_where_the_episode_slipped(tiny_policy):
+    from stepopsd.algo.hindsight import peer_hindsight_block
+    from stepopsd.lab.sft import expert_sample
+    from stepopsd_envs.protocol import TagProtocol
+
+    careless, replays, rows, tokenize = _careless_rows(tiny_policy, scenes=3, swap_share=0.0)
+    assert len(rows) == sum(t.num_steps for t in careless)  # every step, the slips and their repairs included
+    slipped = 0
+    for row in rows:
+        traj, step = _row_step(row, careless)
+        target = step.acted_on("expert_action")
+        assert row.steps[0].action == target
+        response = list(row.token_ids[row.steps[0].response_token_start:])
+        assert response == list(expert_sample(tiny_policy, TagProtocol(), target).token_ids)
+        peer = next(r for r in replays if r.task_id == traj.task_id)
+        block = tokenize(peer_hindsight_block(peer, "correct" if traj.success else "incorrect", 1024,
+                                              lambda text: len(tokenize(text)), "actions"))
+        context = list(traj.token_ids[step.context_start:step.response_token_start])
+        assert list(row.token_ids[:row.steps[0].response_token_start]) == context + list(block)
+        assert sum(row.trainable_mask) == len(response)
+        slipped += step.action != target
+    assert slipped > 0  # the careless takes (and the deliveries of a wrong parcel) are rows with the right action
+
+
+def test_a_swapped_peer_decides_the_take_targets_and_nothing_else(tiny_policy):
+    from stepopsd.lab.hindsight_rows import peer_choice, swapped_parcels
+
+    careless, replays, rows, _ = _careless_rows(tiny_policy, scenes=3, swap_share=1.0)
+    moved = 0
+    for row in rows:
+        traj, step = _row_step(row, careless)
+        expert = step.acted_on("expert_action")
+        peer = swapped_parcels(next(r for r in replays if r.task_id == traj.task_id), 1)
+        if expert.startswith("take "):
+            assert row.steps[0].action == peer_choice(peer, step.info["errand"], "take")
+            moved += row.steps[0].action != expert
+        else:
+            assert row.steps[0].action == expert  # go, deliver, return: what the episode's own state asks
+    assert moved > 0

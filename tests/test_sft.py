@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -128,6 +130,25 @@ def test_warm_start_adds_one_hindsight_row_per_expert_step(tiny_policy):
     tasks = game_tasks(envs[0], 3, first_seed=seed_for(config.run.seed, -1), options={"expert": True})
     expert = expert_trajectories(tiny_policy, envs, tasks, RolloutConfig())  # the warm start's episodes
     assert with_rows.hindsight_rows == sum(t.num_steps for t in expert)
+
+
+@pytest.mark.integration
+def test_careless_hindsight_contexts_give_one_row_per_careless_step(tiny_policy):
+    """sft.hindsight_contexts = "careless": the rows are cut from the careless episodes (each shown a slip
+    replay of its scene), not from the won expert ones."""
+    from stepopsd.config import load_train_config
+    from stepopsd.lab.warm_start import sft_warm_start
+    from stepopsd.tasks import game_tasks, seed_for
+
+    overrides = {"run.sft_expert_episodes": 4, "sft.steps": 1, "sft.careless_rate": 0.5, "sft.hindsight_rows": True,
+                 "sft.hindsight_contexts": "careless", "algorithm.peer_view": "actions"}
+    config = load_train_config("learning-errandchain-eight", overrides)
+    report = sft_warm_start(tiny_policy, config)
+    envs = make_envs(config.env.env_id, 2, **config.env.train_kwargs)
+    tasks = game_tasks(envs[0], 2, first_seed=seed_for(config.run.seed, -1), options={"expert": True, "careless": True})
+    careless = expert_trajectories(tiny_policy, envs, tasks, dataclasses.replace(config.rollout, group_size=1),
+                                   careless_verb="take", careless_choice="env")
+    assert report.careless == 2 and report.hindsight_rows == sum(t.num_steps for t in careless)
 
 
 @pytest.mark.integration

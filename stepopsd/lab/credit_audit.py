@@ -19,7 +19,7 @@ ties count one half; 1 = the mistake always ranks first, 0.5 = no information):
 Arms: ``grpo`` (Delta = 0), the hindsight controls of ``CONTROLS`` (by default ``HINDSIGHT_CONTROLS``: ``none`` /
 ``correctness`` / ``peer_trajectory`` and a peer taken from another group, ``other_group_peer``: a successful
 trajectory of a different task; on request also ``swapped_peer``: the group's own peer with its parcel choices
-swapped, :func:`swapped_parcels`), the ``oracle`` (Delta from the labels), ``peer_diff`` (Delta on the steps whose
+swapped, :func:`stepopsd.lab.hindsight_rows.swapped_parcels`), the ``oracle`` (Delta from the labels), ``peer_diff`` (Delta on the steps whose
 action differs from the peer's at the same index: the model-free baseline a teacher must beat), and ``gigpo`` (no Delta: its step
 credit |A_i + omega A_step| relative to |A_i|, reported in the before-budget column). Shaping uses lambda = lambda_0 (no decay). The AUCs are averaged over trajectories with a bootstrap 95%
 confidence interval.
@@ -34,20 +34,19 @@ it needs no grid.)
 from __future__ import annotations
 
 import dataclasses
-import random
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from stepopsd.algo.advantage import ADVANTAGE_METHODS, CreditInputs
-from stepopsd.algo.hindsight import choose_peer, render_peer
+from stepopsd.algo.hindsight import choose_peer
 from stepopsd.algo.oracle import mistake_labels
 from stepopsd.algo.rescore import rescore_trajectory, right_pad
 from stepopsd.algo.segment import target_mask_and_step_ids
 from stepopsd.algo.shaping import grpo_advantages, shape_advantages
 from stepopsd.config import AlgorithmConfig
+from stepopsd.lab.hindsight_rows import swapped_parcels
 from stepopsd.lab.stats import bootstrap_ci, cluster_bootstrap_ci
 from stepopsd.trajectory import Trajectory, check_vocabulary, group_trajectories, is_mixed
 
@@ -159,38 +158,6 @@ def _swapped_peer_group(traj: Trajectory, groups: dict[int, list[Trajectory]], s
     """``traj``'s own group with the peer it is shown replaced by that peer with its parcel choices swapped."""
     peer = choose_peer(traj, groups[traj.group_id])
     return [swapped_parcels(member, seed) if member is peer else member for member in groups[traj.group_id]]
-
-
-TAKE = re.compile(r"^take parcel (\d+)\b")
-PARCEL_NUMBER = re.compile(r"\bparcel (\d+)\b")
-
-
-def swapped_parcels(peer: Trajectory, seed: int) -> Trajectory:
-    """``peer`` as its hindsight block would show it had it taken other parcels: a null for the audit.
-
-    Each ``take parcel N`` becomes ``take parcel M``, M drawn (seeded by ``seed`` and the peer's id)
-    among the other parcel numbers the peer's text names (N + 1 if it names none). M replaces N in
-    the thought, response and action of the take and of the steps after it, up to the last one
-    before the next take whose action names parcel N (its deliver, return or move), and in the
-    first mention of parcel N in those steps' observations (the held parcel; a counter's listing
-    after it stays). Everything else, token ids included, is the peer's: the swap is for rendering.
-    """
-    numbers = sorted({int(n) for n in PARCEL_NUMBER.findall(render_peer(peer))})
-    rng = random.Random(f"{seed}/{peer.trajectory_id}")
-    steps = list(peer.steps)
-    takes = [k for k, step in enumerate(steps) if TAKE.match(step.action.strip())]
-    for i, first in enumerate(takes):
-        taken = int(TAKE.match(steps[first].action.strip()).group(1))
-        swapped = rng.choice([n for n in numbers if n != taken] or [taken + 1])
-        held = re.compile(rf"\bparcel {taken}\b")
-        following = range(first, takes[i + 1] if i + 1 < len(takes) else len(steps))
-        last = max(k for k in following if held.search(steps[k].action))
-        for k in range(first, last + 1):
-            step, new = steps[k], f"parcel {swapped}"
-            steps[k] = dataclasses.replace(step, thought=held.sub(new, step.thought), action=held.sub(new, step.action),
-                                           response=held.sub(new, step.response),
-                                           observation=held.sub(new, step.observation, count=1))
-    return dataclasses.replace(peer, steps=tuple(steps))
 
 
 @dataclass(frozen=True)

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from stepopsd.algo.hindsight import peer_hindsight_block
+from stepopsd.algo.hindsight import peer_hindsight_block, render_peer
 from stepopsd.lab.careless import careless_action
-from stepopsd.lab.sft import expert_responder
+from stepopsd.lab.sft import expert_responder, expert_sample
 from stepopsd.policy import Policy
 from stepopsd.rollout import Responder, RolloutConfig, Task, TurnRequest, rollout_in_chunks
 from stepopsd.trajectory import Step, Trajectory
@@ -96,6 +97,61 @@ def slip_replays(policy: Policy, envs: Sequence, tasks: Sequence[Task], rollout:
     return rollout_in_chunks(policy, envs, tasks, rollout, respond=respond)
 
 
+TAKE = re.compile(r"^take parcel (\d+)\b")
+PARCEL_NUMBER = re.compile(r"\bparcel (\d+)\b")
+
+
+def swapped_parcels(peer: Trajectory, seed: int) -> Trajectory:
+    """``peer`` as its hindsight block would show it had it taken other parcels: a null for the audit.
+
+    Each ``take parcel N`` becomes ``take parcel M``, M drawn (seeded by ``seed`` and the peer's id)
+    among the other parcel numbers the peer's text names (N + 1 if it names none). M replaces N in
+    the thought, response and action of the take and of the steps after it, up to the last one
+    before the next take whose action names parcel N (its deliver, return or move), and in the
+    first mention of parcel N in those steps' observations (the held parcel; a counter's listing
+    after it stays). Everything else, token ids included, is the peer's: the swap is for rendering.
+    """
+    numbers = sorted({int(n) for n in PARCEL_NUMBER.findall(render_peer(peer))})
+    rng = random.Random(f"{seed}/{peer.trajectory_id}")
+    steps = list(peer.steps)
+    takes = [k for k, step in enumerate(steps) if TAKE.match(step.action.strip())]
+    for i, first in enumerate(takes):
+        taken = int(TAKE.match(steps[first].action.strip()).group(1))
+        swapped = rng.choice([n for n in numbers if n != taken] or [taken + 1])
+        held = re.compile(rf"\bparcel {taken}\b")
+        following = range(first, takes[i + 1] if i + 1 < len(takes) else len(steps))
+        last = max(k for k in following if held.search(steps[k].action))
+        for k in range(first, last + 1):
+            step, new = steps[k], f"parcel {swapped}"
+            steps[k] = dataclasses.replace(step, thought=held.sub(new, step.thought), action=held.sub(new, step.action),
+                                           response=held.sub(new, step.response),
+                                           observation=held.sub(new, step.observation, count=1))
+    return dataclasses.replace(peer, steps=tuple(steps))
+
+
+def hindsight_row(traj: Trajectory, step: Step, hindsight_ids: Sequence[int], response: Step,
+                  response_ids: Sequence[int]) -> Trajectory:
+    """A single-step trajectory: ``step``'s context in ``traj`` + ``hindsight_ids`` + ``response_ids``
+    (the text of ``response``), trainable on the response only."""
+    context = list(traj.token_ids[step.context_start:step.response_token_start])
+    start = len(context) + len(hindsight_ids)
+    return Trajectory(
+        trajectory_id=f"{traj.trajectory_id}/hindsight/{step.index}", task_id=traj.task_id,
+        env_id=traj.env_id, group_id=traj.group_id, prompt=traj.prompt,
+        steps=(Step(index=0, response=response.response, thought=response.thought, action=response.action,
+                    observation="", response_token_start=start, response_token_end=start + len(response_ids)),),
+        reward=traj.reward, success=traj.success,
+        token_ids=tuple(context) + tuple(hindsight_ids) + tuple(response_ids),
+        trainable_mask=(False,) * start + (True,) * len(response_ids),
+        behaviour_logprobs=(0.0,) * (start + len(response_ids)) if traj.behaviour_logprobs else (),
+        task_type=traj.task_type, metadata={"hindsight_row": True},
+    )
+
+
+def _own_response(traj: Trajectory, step: Step) -> tuple[Step, Sequence[int]]:
+    return step, traj.token_ids[step.response_token_start:step.response_token_end]
+
+
 def hindsight_sft_trajectories(
     trajectories: Sequence[Trajectory],
     tokenize: Callable[[str], Sequence[int]],
@@ -124,22 +180,71 @@ def hindsight_sft_trajectories(
         block = peer_hindsight_block(peer, "incorrect" if correctness_line else None,
                                      peer_token_budget, lambda text: len(tokenize(text)), peer_view)
         hindsight_ids = list(tokenize(block))
+        rows += [dataclasses.replace(hindsight_row(traj, step, hindsight_ids, *_own_response(traj, step)), success=True)
+                 for step in traj.steps if step.response_token_start is not None]
+    return rows
+
+
+def peer_choice(peer: Trajectory, errand: int, verb: str) -> str | None:
+    """The peer's last ``verb`` action in errand ``errand`` (``info["errand"]``, ErrandChain's): the choice it kept."""
+    return next((step.action for step in reversed(peer.steps)
+                 if step.info.get("errand") == errand and step.action.split(" ", 1)[0] == verb), None)
+
+
+def expert_response(policy: Policy, protocol) -> Callable[[str], tuple[Step, Sequence[int]]]:
+    """action -> the scripted expert's response to it (:func:`stepopsd.lab.sft.expert_sample`) as a step and its token ids."""
+    def respond(action: str) -> tuple[Step, Sequence[int]]:
+        sample = expert_sample(policy, protocol, action)
+        parsed = protocol.parse(sample.text)
+        return Step(index=0, response=sample.text, thought=parsed.thought, action=parsed.action,
+                    observation=""), sample.token_ids
+
+    return respond
+
+
+def corrected_rows(
+    episodes: Sequence[Trajectory],
+    peers: Sequence[Trajectory],
+    tokenize: Callable[[str], Sequence[int]],
+    respond: Callable[[str], tuple[Step, Sequence[int]]],  # action -> the expert's response: its step and token ids
+    *,
+    verb: str,
+    swap_share: float = 0.0,
+    seed: int = 0,
+    peer_token_budget: int = 1024,
+    correctness_line: bool = True,
+    peer_view: str = "steps",
+) -> list[Trajectory]:
+    """One row per step of each token-exact episode (a careless demonstrator's): the step's context, the
+    block its teacher is shown (the episode's correctness, another won episode of the scene among ``peers``,
+    :func:`other_episode_peer`), and as the target the expert's action in that state (``expert_action``),
+    the right choice where the episode slipped (:func:`expert_response` renders it).
+
+    In a ``swap_share`` of the episodes (drawn with ``seed``) the block shows the peer with its parcel
+    choices swapped (:func:`stepopsd.lab.credit_audit.swapped_parcels`, the audit's null) and each ``verb``
+    target is the swapped peer's kept choice in that errand (:func:`peer_choice`): there the peer alone
+    tells the target, so a tiny teacher must read the peer rather than take the block as a cue to read
+    the clue carefully (an LLM reads a peer without being trained to).
+    """
+    candidates = [p for p in peers if p.success]
+    rng = random.Random(seed)
+    rows: list[Trajectory] = []
+    for traj in episodes:
+        peer = other_episode_peer(traj, candidates) if traj.token_ids else None
+        swapped = rng.random() < swap_share
+        if peer is None:
+            continue
+        if swapped:
+            peer = swapped_parcels(peer, seed)
+        correctness = ("correct" if traj.success else "incorrect") if correctness_line else None
+        block = peer_hindsight_block(peer, correctness, peer_token_budget, lambda text: len(tokenize(text)), peer_view)
+        hindsight_ids = list(tokenize(block))
         for step in traj.steps:
-            if step.response_token_start is None:
+            target = step.acted_on("expert_action")
+            if step.response_token_start is None or target is None:
                 continue
-            context = list(traj.token_ids[step.context_start:step.response_token_start])
-            response = slice(step.response_token_start, step.response_token_end)
-            start = len(context) + len(hindsight_ids)
-            rows.append(Trajectory(
-                trajectory_id=f"{traj.trajectory_id}/hindsight/{step.index}", task_id=traj.task_id,
-                env_id=traj.env_id, group_id=traj.group_id, prompt=traj.prompt,
-                steps=(Step(index=0, response=step.response, thought=step.thought, action=step.action,
-                            observation="", response_token_start=start,
-                            response_token_end=start + len(traj.token_ids[response])),),
-                reward=traj.reward, success=True,
-                token_ids=tuple(context + hindsight_ids) + traj.token_ids[response],
-                trainable_mask=(False,) * start + traj.trainable_mask[response],
-                behaviour_logprobs=(0.0,) * start + traj.behaviour_logprobs[response] if traj.behaviour_logprobs else (),
-                task_type=traj.task_type, metadata={"hindsight_row": True},
-            ))
+            if swapped and target.split(" ", 1)[0] == verb:
+                target = peer_choice(peer, step.info.get("errand"), verb) or target
+            response = _own_response(traj, step) if target == step.action else respond(target)
+            rows.append(hindsight_row(traj, step, hindsight_ids, *response))
     return rows

@@ -31,11 +31,9 @@ def expert_responder(policy: Policy, protocol, thought_template: str = EXPERT_TH
     ``careless_choice="random_wrong"`` a wrong one drawn per episode, seeded by its index; with
     ``careless_choice="env"`` the env's own careless demonstrator).
 
-    The response ids are the tokenised expert text plus the end-of-turn token, as a model that
-    finishes its turn would generate them.
+    Each turn is :func:`expert_sample`'s.
     """
     experts: dict[int, ExpertReplay | CarelessDemonstrator] = {}
-    end_of_turn = policy.tokenizer.eos_token_id
 
     def respond(requests: Sequence[TurnRequest]) -> list[Sample]:
         samples = []
@@ -48,13 +46,19 @@ def expert_responder(policy: Policy, protocol, thought_template: str = EXPERT_TH
                 else:
                     rng = random.Random(request.episode) if careless_choice == "random_wrong" else None
                     experts[request.episode] = CarelessDemonstrator(careless_verb, rng)
-            action = experts[request.episode].next_action(request.info)
-            text = expert_text(protocol, action, thought_template)
-            ids = encode(policy, text) + [end_of_turn]
-            samples.append(Sample(tuple(ids), (0.0,) * len(ids), text, "eos"))
+            samples.append(expert_sample(policy, protocol, experts[request.episode].next_action(request.info),
+                                         thought_template))
         return samples
 
     return respond
+
+
+def expert_sample(policy: Policy, protocol, action: str, thought_template: str = EXPERT_THOUGHT) -> Sample:
+    """The scripted expert's turn for ``action``: its tokenised text (:func:`expert_text`) plus the
+    end-of-turn token, as a model that finishes its turn would generate them."""
+    text = expert_text(protocol, action, thought_template)
+    ids = encode(policy, text) + [policy.tokenizer.eos_token_id]
+    return Sample(tuple(ids), (0.0,) * len(ids), text, "eos")
 
 
 def expert_trajectories(policy: Policy, envs: Sequence[gymnasium.Env], tasks: Sequence[Task], config: RolloutConfig,

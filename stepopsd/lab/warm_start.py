@@ -4,13 +4,16 @@ expert when ``sft.steps > 0`` (then ``sft.then``'s phase). The trainer and ``ste
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from stepopsd.config import SFTConfig, TrainConfig
-from stepopsd.lab.hindsight_rows import ROW_PEER_RULES, hindsight_sft_trajectories, slip_replays
+from stepopsd.lab.hindsight_rows import (
+    ROW_PEER_RULES, corrected_rows, expert_response, hindsight_sft_trajectories, slip_replays,
+)
 from stepopsd.lab.sft import expert_trajectories, sft
 from stepopsd.lab.tiny import build_tiny_model
 from stepopsd.policy import Policy, encode, load_policy, save_policy
@@ -116,17 +119,8 @@ def sft_warm_start(policy: Policy, config: TrainConfig,
         won = [t for t in played if t.success]
         if not won:
             raise WarmStartError(f"no expert episode of {config.env.env_id} was won; nothing to learn from")
-        rows = []
-        if config.sft.hindsight_rows:
-            peers = won
-            if ROW_PEER_RULES[config.sft.hindsight_peer].replays:
-                won_tasks = [task for task, episode in zip(tasks[careless:], played) if episode.success]
-                peers = slip_replays(policy, envs, won_tasks, one_by_one, config.sft.careless_verb, config.sft.seed)
-            rows = hindsight_sft_trajectories(won, lambda text: encode(policy, text), peers=peers,
-                                              peer_rule=config.sft.hindsight_peer,
-                                              peer_token_budget=config.algorithm.peer_token_budget,
-                                              correctness_line=config.algorithm.correctness_line,
-                                              peer_view=config.algorithm.peer_view)
+        rows = hindsight_rows(policy, envs, config, tasks[:careless], careless_played, won,
+                              [task for task, episode in zip(tasks[careless:], played) if episode.success], one_by_one)
         checks: list[tuple[int, float]] = []
         stop = None
         if config.sft.stop_at_success > 0:
@@ -149,6 +143,28 @@ def sft_warm_start(policy: Policy, config: TrainConfig,
             env.close()
     return WarmStart(len(played) + careless, len(won) + sum(t.success for t in careless_played), careless,
                      len(rows), losses, checks)
+
+
+def hindsight_rows(policy: Policy, envs: Sequence, config: TrainConfig, careless_scenes: Sequence[Task],
+                   careless_played: Sequence[Trajectory], won: Sequence[Trajectory], won_tasks: Sequence[Task],
+                   rollout: RolloutConfig) -> list[Trajectory]:
+    """The warm start's hindsight rows (none unless ``sft.hindsight_rows``), cut from the won expert episodes or,
+    with ``sft.hindsight_contexts = "careless"``, from the careless ones (:func:`corrected_rows`; the peers:
+    slip replays of ``careless_scenes``, the careless episodes' tasks played by the expert)."""
+    sft = config.sft
+    if not sft.hindsight_rows:
+        return []
+    tokenize = functools.partial(encode, policy)
+    block = {"peer_token_budget": config.algorithm.peer_token_budget,
+             "correctness_line": config.algorithm.correctness_line, "peer_view": config.algorithm.peer_view}
+    if sft.hindsight_contexts == "careless":
+        peers = slip_replays(policy, envs, careless_scenes, rollout, sft.careless_verb, sft.seed)
+        return corrected_rows(careless_played, peers, tokenize, expert_response(policy, envs[0].unwrapped.protocol),
+                              verb=sft.careless_verb, swap_share=sft.hindsight_swap, seed=sft.seed, **block)
+    peers = won
+    if ROW_PEER_RULES[sft.hindsight_peer].replays:
+        peers = slip_replays(policy, envs, won_tasks, rollout, sft.careless_verb, sft.seed)
+    return hindsight_sft_trajectories(won, tokenize, peers=peers, peer_rule=sft.hindsight_peer, **block)
 
 
 def sft_phases(config: TrainConfig) -> list[TrainConfig]:
