@@ -22,6 +22,11 @@ Which peer a row shows (``SFTConfig.hindsight_peer``, the keys of ``ROW_PEER_RUL
   the row's: the teacher learns to read what the peer finally did at this point of the task
   rather than to copy step k. The replays are peers only; SFT never trains on them. An env whose
   expert is a plan, not reactive (``info["expert_action"]``), gets no slip and so no such rows.
+
+Whose steps (``SFTConfig.hindsight_contexts``): ``won``, the won expert episodes' (above), or
+``careless``, every step of the careless demonstrator's episodes with the expert's action in that state
+as the target (:func:`corrected_rows`), a share of them shown a parcel-swapped peer whose choice is the
+target (``SFTConfig.hindsight_swap``).
 """
 
 from __future__ import annotations
