@@ -2,6 +2,7 @@
 
     python benchmarks/bench_iteration.py                         # the quickstart's settings, 4 iterations each
     python benchmarks/bench_iteration.py --without-turn-cache    # also both arms with rollout.turn_cache = false
+    python benchmarks/bench_iteration.py --without-shared-prefix # also both arms with optim.shared_prefix = false
     python benchmarks/bench_iteration.py --config learning-errand --set sft.steps=300 --iterations 3
 
 Both arms train from one start model (built and SFT-warmed once under OUT/start, or --start-model)
@@ -26,6 +27,9 @@ from pathlib import Path
 from record import write_record
 
 STAGES = ("rollout", "advantages", "update")
+# fast paths a --without-NAME flag also runs both arms without: name -> (config field, label suffix)
+FAST_PATHS = {"turn-cache": ("rollout.turn_cache", " (no turn cache)"),
+              "shared-prefix": ("optim.shared_prefix", " (no shared prefix)")}
 
 
 def run_arm(config, out: Path) -> dict:
@@ -49,8 +53,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--start-model", default=None, help="an SFT'd model folder (skips building and SFT)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides of both arms")
-    parser.add_argument("--without-turn-cache", action="store_true",
-                        help="also run both arms with rollout.turn_cache = false (the before/after in one invocation)")
+    for name, (field, _) in FAST_PATHS.items():
+        parser.add_argument(f"--without-{name}", action="store_true",
+                            help=f"also run both arms with {field} = false (the before/after in one invocation)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_iteration"))
     parser.add_argument("--record", type=Path, default=None, help="write the figures to this JSON file")
     args = parser.parse_args()
@@ -78,14 +83,14 @@ def main() -> None:
     load_before = os.getloadavg()
     start = Path(args.start_model) if args.start_model else \
         prepare_start_model(base, RunDir(args.out / "start"), Accelerator(cpu=True), fresh_run=True)
-    variants = [(True, "")] + ([(False, " (no turn cache)")] if args.without_turn_cache else [])
+    without = [name for name in FAST_PATHS if getattr(args, f"without_{name.replace('-', '_')}")]
+    variants = [({}, "")] + [({FAST_PATHS[name][0]: False}, FAST_PATHS[name][1]) for name in without]
     figures: dict[str, dict] = {}
-    for turn_cache, suffix in variants:
+    for switched_off, suffix in variants:
         for arm in ("grpo", "stepopsd"):
             label = arm + suffix
             config = load_train_config(args.config, {**assignments, **timing, "model.path": str(start.resolve()),
-                                                     "sft.steps": 0, "algorithm.name": arm,
-                                                     "rollout.turn_cache": turn_cache})
+                                                     "sft.steps": 0, "algorithm.name": arm, **switched_off})
             clock = time.perf_counter()
             figures[label] = {**run_arm(config, args.out / label.replace(" ", "_").strip("()")),
                               "wall_s": time.perf_counter() - clock}
@@ -97,19 +102,20 @@ def main() -> None:
     for label, row in figures.items():
         print(f"{label:>28} | " + " | ".join(f"{row[f'{stage}_s']:9.2f}s" for stage in STAGES)
               + f" | {row['iteration_s']:8.2f}s | {row['generated_tokens_per_s']:9.0f}")
-    ratios = {suffix or "turn cache": figures["stepopsd" + suffix]["iteration_s"] / figures["grpo" + suffix]["iteration_s"]
+    ratios = {suffix: figures["stepopsd" + suffix]["iteration_s"] / figures["grpo" + suffix]["iteration_s"]
               for _, suffix in variants}
-    if args.without_turn_cache:
+    for name in without:
+        suffix = FAST_PATHS[name][1]
         for arm in ("grpo", "stepopsd"):
-            print(f"{arm}: turn cache speed-up {figures[arm + ' (no turn cache)']['iteration_s'] / figures[arm]['iteration_s']:.2f}x "
-                  f"per iteration")
-        print(f"stepopsd / grpo seconds per iteration without the turn cache: {ratios[' (no turn cache)']:.2f}x")
+            print(f"{arm}: {name.replace('-', ' ')} speed-up "
+                  f"{figures[arm + suffix]['iteration_s'] / figures[arm]['iteration_s']:.2f}x per iteration")
+        print(f"stepopsd / grpo seconds per iteration without the {name.replace('-', ' ')}: {ratios[suffix]:.2f}x")
     if args.record:
         write_record(args.record, {
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "threads": args.threads,
                         "load_before": load_before[0], "load_after": load_after[0]},
-            "runs": figures, "stepopsd_over_grpo": ratios["turn cache"]})
-    print(f"stepopsd / grpo seconds per iteration: {ratios['turn cache']:.2f}x")
+            "runs": figures, "stepopsd_over_grpo": ratios[""]})
+    print(f"stepopsd / grpo seconds per iteration: {ratios['']:.2f}x")
 
 
 if __name__ == "__main__":

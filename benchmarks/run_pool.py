@@ -97,7 +97,7 @@ def _comparable(config: TrainConfig) -> TrainConfig:
     checkout, another machine) is the same start."""
     return replace(config, model=replace(config.model, path=""),
                    algorithm=replace(config.algorithm, max_rows_per_pass=1),
-                   optim=replace(config.optim, micro_batch_rows=1))
+                   optim=replace(config.optim, micro_batch_rows=1, shared_prefix=False))
 
 
 def _start_digest(folder: Path) -> str | None:

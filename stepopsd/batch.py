@@ -34,6 +34,7 @@ class PolicyBatch:
     advantages: torch.Tensor  # [R, L] float, per-token advantage (0 where not trainable)
     row_trajectory: torch.Tensor  # [R] long, index of the row's trajectory in the input list
     row_offset: torch.Tensor  # [R] long, index in token_ids of the row's first token
+    row_group: torch.Tensor  # [R] long, the group_id of the row's trajectory (a group's rows share their prompt)
 
     @property
     def num_rows(self) -> int:
@@ -46,7 +47,7 @@ class PolicyBatch:
             input_ids=self.input_ids[rows, :width], attention_mask=self.attention_mask[rows, :width],
             trainable_mask=self.trainable_mask[rows, :width], behaviour_logprobs=self.behaviour_logprobs[rows, :width],
             advantages=self.advantages[rows, :width], row_trajectory=self.row_trajectory[rows],
-            row_offset=self.row_offset[rows],
+            row_offset=self.row_offset[rows], row_group=self.row_group[rows],
         )
 
 
@@ -100,4 +101,5 @@ def build_batch(
         behaviour_logprobs=behaviour, advantages=row_advantages,
         row_trajectory=torch.tensor([row[0] for row in rows], dtype=torch.long),
         row_offset=torch.tensor([row[1] for row in rows], dtype=torch.long),
+        row_group=torch.tensor([trajectories[row[0]].group_id for row in rows], dtype=torch.long),
     )

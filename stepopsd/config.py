@@ -202,6 +202,7 @@ class OptimConfig:
     kl_value_cap: float = 0.0  # cap each token's k3 KL value (verl: 10; 0: off)
     entropy_coef: float = 0.0  # entropy bonus
     loss_aggregation: str = "token_mean"  # token_mean (paper) | trajectory_mean | seq_mean_token_sum_norm (Dr. GRPO) (algo.loss)
+    shared_prefix: bool = True  # forward the prefix a micro-batch's rows share (a group's prompt) once; one process only
 
     def __post_init__(self) -> None:
         check_fields("optim", self, {

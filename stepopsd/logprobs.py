@@ -7,7 +7,10 @@ decoding) scoring the untempered distribution, as the sampler records it.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
+from transformers import DynamicCache
 
 
 def tempered(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -39,6 +42,28 @@ def right_padded_logits(model: torch.nn.Module, input_ids: torch.Tensor,
     return model(input_ids=input_ids.to(device), use_cache=False, logits_to_keep=logits_to_keep).logits
 
 
+def shared_prefix_logits(model: torch.nn.Module, input_ids: torch.Tensor, prefix_length: int,
+                         logits_to_keep: int) -> torch.Tensor:
+    """:func:`right_padded_logits` of right-padded rows [B, T] whose first ``prefix_length`` ids are the same in
+    every row, with that prefix forwarded once: its forward builds a KV cache, then the ids after it run on
+    ``B`` views of that cache (a backward reaches the prefix through both). The last ``logits_to_keep``
+    columns, all after the prefix, are returned [B, logits_to_keep, V]: the reference's to float rounding."""
+    rows, width = input_ids.shape
+    if not 0 < prefix_length <= width - logits_to_keep or logits_to_keep <= 0:
+        raise ValueError(f"a shared prefix of {prefix_length} of {width} columns leaves no room for the last "
+                         f"{logits_to_keep} columns' logits")
+    device, keyword = next(model.parameters()).device, cache_keyword(model)
+    cache = getattr(model(input_ids=input_ids[:1, :prefix_length].to(device), use_cache=True, logits_to_keep=1), keyword)
+    return model(input_ids=input_ids[:, prefix_length:].to(device), use_cache=True, logits_to_keep=logits_to_keep,
+                 **{keyword: expanded_cache(cache, rows, prefix_length)}).logits
+
+
+def common_prefix_columns(input_ids: torch.Tensor) -> int:
+    """How many leading columns of [B, T] are the same in every row."""
+    differs = (input_ids != input_ids[:1]).any(dim=0)  # [T]
+    return int(differs.nonzero()[0]) if differs.any() else input_ids.shape[1]
+
+
 def sequence_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                       temperature: float = 1.0) -> torch.Tensor:
     """One masked forward of right-padded rows [B, T] -> token log-probs [B, T] (on the model's device).
@@ -50,3 +75,19 @@ def sequence_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention
     input_ids = input_ids.to(device)
     logits = model(input_ids=input_ids, attention_mask=attention_mask.to(device), use_cache=False).logits  # [B, T, V]
     return token_logprobs(logits, input_ids, temperature)
+
+
+def expanded_cache(cache: DynamicCache, rows: int, length: int) -> DynamicCache:
+    """A fresh cache: ``rows`` copies of the first ``length`` positions of a batch-1 cache (left untouched)."""
+    return DynamicCache(ddp_cache_data=[
+        (layer.keys[:, :, :length].expand(rows, -1, -1, -1), layer.values[:, :, :length].expand(rows, -1, -1, -1))
+        for layer in cache.layers
+    ])
+
+
+def cache_keyword(model) -> str:
+    """The forward's KV-cache argument (and output field): transformers 5.24 renamed ``past_key_values``
+    to ``cache`` (the old name warns, and goes in 5.40); older releases and remote-code models know only it.
+    A PEFT wrapper passes keyword arguments through: its base model's forward decides."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from stepopsd.config import SamplingConfig
-from stepopsd.algo.rescore import cache_keyword
+from stepopsd.logprobs import cache_keyword
 from stepopsd.policy import Policy, Sample, cut_sample, left_pad, sample
 
 

@@ -3,7 +3,10 @@ accumulated inside a minibatch, the PPO-clip loss of :mod:`stepopsd.algo.loss` o
 
 Rows are sequences a rollout generated from (a whole trajectory in full mode, one step's prompt +
 response in window mode). Rows without a gradient are not forwarded; every micro-batch still runs a
-backward, so DDP's ranks make the same calls. The loop that calls it: :mod:`stepopsd.train`.
+backward, so DDP's ranks make the same calls. With ``optim.shared_prefix`` (on one process) a
+minibatch's rows are ordered by group, then length, and the columns every row of a micro-batch shares
+(its group's prompt: half of an ErrandChain window row) are forwarded once
+(:func:`stepopsd.logprobs.shared_prefix_logits`). The loop that calls it: :mod:`stepopsd.train`.
 """
 
 from __future__ import annotations
@@ -19,8 +22,13 @@ from stepopsd.algo.loss import loss_denominator, policy_loss, token_entropy, tok
 from stepopsd.algo.teacher import Teacher
 from stepopsd.batch import PolicyBatch
 from stepopsd.config import OptimConfig, TrainConfig
-from stepopsd.logprobs import right_padded_logits, tempered, token_logprobs
+from stepopsd.logprobs import (
+    common_prefix_columns, right_padded_logits, shared_prefix_logits, tempered, token_logprobs,
+)
 from stepopsd.tasks import seed_for
+
+
+MIN_SHARED_PREFIX = 16  # columns a micro-batch's rows must share before a separate prefix forward pays for itself
 
 
 class NonFiniteError(RuntimeError):
@@ -61,6 +69,7 @@ def ppo_update(config: TrainConfig, model, optimizer, teacher: Teacher, batch: P
                             scale_tokens=config.rollout.sampling.max_new_tokens)  # [R, L]
     live = rows_with_gradient(batch, optim)  # [R]
     row_lengths = batch.attention_mask.sum(dim=1)  # [R]
+    share_prefix = optim.shared_prefix and accelerator.num_processes == 1
     generator = torch.Generator().manual_seed(seed_for(config.run.seed, iteration, accelerator.process_index))
     model.train()
     stat_sums: dict[str, float] = {}  # each loss statistic times the rows it was taken over
@@ -70,6 +79,8 @@ def ppo_update(config: TrainConfig, model, optimizer, teacher: Teacher, batch: P
         order = torch.randperm(batch.num_rows, generator=generator)
         for rows in order.chunk(max(1, min(optim.minibatches, batch.num_rows))):
             rows = rows[torch.argsort(row_lengths[rows], stable=True)]  # like lengths share a micro-batch: little padding
+            if share_prefix:  # and a group's rows one, whose prompt's prefix is then forwarded once
+                rows = rows[torch.argsort(batch.row_group[rows], stable=True)]
             num_tokens = loss_denominator(weights[rows], batch.trainable_mask[rows], optim.loss_aggregation)
             micro_batches = rows.split(optim.micro_batch_rows)
             minibatch_loss = 0.0
@@ -77,7 +88,8 @@ def ppo_update(config: TrainConfig, model, optimizer, teacher: Teacher, batch: P
                 sync = index == len(micro_batches) - 1
                 kept = rows_to_forward(micro, live)
                 with (accelerator.no_sync(model) if not sync else nullcontext()):
-                    loss, stats = micro_loss(config, model, batch, kept, ref_logprobs, weights, temperature, num_tokens)
+                    loss, stats = micro_loss(config, model, batch, kept, ref_logprobs, weights, temperature, num_tokens,
+                                             share_prefix)
                     accelerator.backward(loss)
                 minibatch_loss += float(loss.detach())
                 forwarded += len(kept)
@@ -120,14 +132,18 @@ def rows_to_forward(micro: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
 
 
 def micro_loss(config: TrainConfig, model, batch: PolicyBatch, rows: torch.Tensor, ref_logprobs, weights: torch.Tensor,
-                temperature: float, num_tokens: float):
+                temperature: float, num_tokens: float, share_prefix: bool = False):
     device = next(model.parameters()).device
     micro = batch.select(rows)  # window-mode rows differ in length: drop the padding beyond the longest
     width = micro.input_ids.shape[1]
     # Columns before the first trainable token carry no loss: logits only from the one before it on
     # (an LLM's [r, L', V] logits over a long prompt are most of a micro-batch's memory)
     start = first_scored_column(micro.trainable_mask)
-    logits = right_padded_logits(model, micro.input_ids, logits_to_keep=width - start)  # [r, L' - start, V]
+    prefix = min(common_prefix_columns(micro.input_ids), start) if share_prefix and len(rows) > 1 else 0
+    if prefix >= MIN_SHARED_PREFIX:
+        logits = shared_prefix_logits(model, micro.input_ids, prefix, logits_to_keep=width - start)  # [r, L' - start, V]
+    else:
+        logits = right_padded_logits(model, micro.input_ids, logits_to_keep=width - start)  # [r, L' - start, V]
     scored = slice(start, width)
     return policy_loss(
         token_logprobs(logits, micro.input_ids[:, scored].to(device), temperature),

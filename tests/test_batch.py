@@ -75,3 +75,29 @@ def test_right_padded_logits_are_the_masked_forwards_on_real_tokens(attention):
     torch.testing.assert_close(unmasked[real], reference[real], atol=1e-5, rtol=0)
     assert not torch.allclose(unmasked[~real], reference[~real], atol=1e-3)  # padding itself is scored otherwise
     torch.testing.assert_close(token_logprobs(last, batch.input_ids[:, -30:], 0.7)[:, 1:], unmasked[:, -29:])
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_a_shared_prefix_forwarded_once_gives_the_rows_logits(attention):
+    """shared_prefix_logits: rows sharing their first columns, that prefix forwarded once and the rest on
+    its cache, give the one-forward logits of every real token after it; a prefix that overlaps the
+    columns asked for is refused."""
+    from algo_fixtures import tiny_qwen3
+    from stepopsd.logprobs import common_prefix_columns, right_padded_logits, shared_prefix_logits
+
+    model = tiny_qwen3(seed=0, attn_implementation=attention)
+    generator = torch.Generator().manual_seed(0)
+    prompt = torch.randint(0, 256, (20,), generator=generator)
+    rows = [torch.cat([prompt, torch.randint(0, 256, (n,), generator=generator)]) for n in (9, 4, 13)]
+    input_ids = torch.zeros(3, 33, dtype=torch.long)  # right-padded with 0
+    for r, row in enumerate(rows):
+        input_ids[r, :len(row)] = row
+    assert common_prefix_columns(input_ids) >= 20
+    with torch.no_grad():
+        reference = right_padded_logits(model, input_ids, logits_to_keep=12)  # [3, 12, V]
+        shared = shared_prefix_logits(model, input_ids, 20, logits_to_keep=12)  # [3, 12, V]
+    for r, row in enumerate(rows):
+        real = slice(0, len(row) - (33 - 12))  # the kept columns that hold the row's own tokens
+        torch.testing.assert_close(shared[r, real], reference[r, real], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="no room"):
+        shared_prefix_logits(model, input_ids, 25, logits_to_keep=12)

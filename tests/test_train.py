@@ -237,19 +237,21 @@ def test_eval_of_a_run_directory_writes_results_and_trajectories(finished_run, t
     assert missing.exit_code != 0 and "neither a model folder" in missing.output
 
 
+@pytest.mark.parametrize("share_prefix", [False, True], ids=["one_forward", "shared_prefix"])
 @pytest.mark.parametrize("window", [False, True], ids=["full", "window"])
-def test_update_scores_logits_from_the_first_trainable_column_only(window):
+def test_update_scores_logits_from_the_first_trainable_column_only(window, share_prefix):
     """The micro-batch loss asks the model for logits from the column before the first trainable token
     on (an LLM's prompt logits are most of a micro-batch's memory), without the attention mask (rows
     are right-padded; window rows differ in length): same loss, same gradients as the masked logits
-    of every column."""
+    of every column. The same with the group's shared prompt forwarded once (optim.shared_prefix)."""
     import dataclasses
 
     from algo_fixtures import make_group, tiny_qwen3, with_model_behaviour
     from stepopsd.algo.loss import policy_loss, token_entropy, token_weights
     from stepopsd.batch import build_batch
     from stepopsd.logprobs import tempered, token_logprobs
-    from stepopsd.update import first_scored_column as _first_scored_column, micro_loss as _micro_loss
+    from stepopsd.logprobs import common_prefix_columns
+    from stepopsd.update import MIN_SHARED_PREFIX, first_scored_column as _first_scored_column, micro_loss as _micro_loss
 
     model, temperature = tiny_qwen3(seed=0), 0.7
     group = [with_model_behaviour(model, traj, temperature)
@@ -262,6 +264,7 @@ def test_update_scores_logits_from_the_first_trainable_column_only(window):
     base = TrainConfig()
     config = dataclasses.replace(base, optim=dataclasses.replace(base.optim, kl_coef=0.05, entropy_coef=0.01))
     assert _first_scored_column(batch.trainable_mask) > 10  # the prompt's logits are really skipped
+    assert common_prefix_columns(batch.input_ids) >= MIN_SHARED_PREFIX  # the shared path really runs
 
     def every_column():
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
@@ -278,7 +281,7 @@ def test_update_scores_logits_from_the_first_trainable_column_only(window):
 
     reference, reference_grads = loss_and_gradients(every_column)
     loss, grads = loss_and_gradients(
-        lambda: _micro_loss(config, model, batch, rows, ref_logprobs, weights, temperature, 10.0)[0])
+        lambda: _micro_loss(config, model, batch, rows, ref_logprobs, weights, temperature, 10.0, share_prefix)[0])
     torch.testing.assert_close(loss, reference, atol=1e-6, rtol=0)
     for grad, reference_grad in zip(grads, reference_grads):
         torch.testing.assert_close(grad, reference_grad, atol=1e-6, rtol=1e-5)
@@ -350,7 +353,8 @@ def test_update_forwards_a_minibatch_in_micro_batches_of_like_lengths():
     lengths = batch.attention_mask.sum(dim=1)
     assert len(set(lengths.tolist())) > 2  # rows of several lengths
     base = TrainConfig()
-    config = dataclasses.replace(base, optim=dataclasses.replace(base.optim, minibatches=1, micro_batch_rows=3))
+    config = dataclasses.replace(base, optim=dataclasses.replace(base.optim, minibatches=1, micro_batch_rows=3,
+                                                                 shared_prefix=False))
     widths = []
     handle = model.register_forward_pre_hook(lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape[1]),
                                              with_kwargs=True)
@@ -361,3 +365,43 @@ def test_update_forwards_a_minibatch_in_micro_batches_of_like_lengths():
         handle.remove()
     expected = [int(chunk.max()) for chunk in lengths.sort().values.split(3)]
     assert widths == expected
+
+
+@pytest.mark.integration
+def test_with_a_shared_prefix_each_micro_batch_holds_one_groups_rows_and_forwards_its_prompt_once():
+    """optim.shared_prefix: a minibatch's rows go to micro-batches by group (then length), so every
+    micro-batch shares its group's prompt and forwards it once, in a forward of its own; the rows'
+    ids after it run on that cache."""
+    import dataclasses
+
+    from accelerate import Accelerator
+
+    from algo_fixtures import make_group, tiny_qwen3, with_model_behaviour
+    from stepopsd.algo.teacher import Teacher
+    from stepopsd.batch import build_batch
+    from stepopsd.update import MIN_SHARED_PREFIX, TrainState, ppo_update as _update
+
+    model = tiny_qwen3(seed=0).train()
+    groups = [make_group(g, [True, False, False, True], num_steps=4, window=True, seed=3) for g in (0, 1)]
+    trajectories = [with_model_behaviour(model, traj) for group in groups for traj in group]
+    generator = torch.Generator().manual_seed(0)
+    batch = build_batch(trajectories, [torch.randn(len(traj.token_ids), generator=generator) for traj in trajectories])
+    assert batch.num_rows == 32  # 16 per group: micro-batches of 4 never straddle two groups
+    base = TrainConfig()
+    config = dataclasses.replace(base, optim=dataclasses.replace(base.optim, minibatches=1, micro_batch_rows=4))
+    calls = []
+    handle = model.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append((kwargs["input_ids"].shape, kwargs.get("use_cache"),
+                                                   any(key in kwargs for key in ("cache", "past_key_values")))),
+        with_kwargs=True)
+    try:
+        _update(config, model, torch.optim.AdamW(model.parameters(), lr=1e-4), Teacher(model, mode="live"), batch,
+                Accelerator(cpu=True), TrainState(), iteration=1)
+    finally:
+        handle.remove()
+    prefixes = [shape for shape, use_cache, on_cache in calls if use_cache and not on_cache]
+    suffixes = [shape for shape, use_cache, on_cache in calls if on_cache]
+    assert len(prefixes) == len(suffixes) == 8 and len(calls) == 16  # every micro-batch: a prompt, then its rows
+    assert all(shape[0] == 1 and shape[1] >= MIN_SHARED_PREFIX for shape in prefixes)
+    assert sum(shape[0] for shape in suffixes) == batch.num_rows
+

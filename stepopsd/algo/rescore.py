@@ -28,17 +28,15 @@ models whose forward predates that name).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache
 
 from stepopsd.algo.hindsight import hindsight_text
 from stepopsd.algo.segment import target_mask_and_step_ids, token_kinds
 from stepopsd.config import AlgorithmConfig
-from stepopsd.logprobs import right_padded_logits, token_logprobs
+from stepopsd.logprobs import cache_keyword, expanded_cache, right_padded_logits, token_logprobs
 from stepopsd.trajectory import Trajectory, group_trajectories
 
 Tokenize = Callable[[str], Sequence[int]]
@@ -102,22 +100,6 @@ def _score_windows_as_rows(model, token_ids: torch.Tensor, windows: Sequence[Sco
     return [scored[r, first - keep_from - 1:len(row) - keep_from - 1] for r, (row, first) in enumerate(zip(rows, firsts))]
 
 
-def _expanded_cache(cache: DynamicCache, rows: int, length: int) -> DynamicCache:
-    """A fresh cache: ``rows`` copies of the first ``length`` positions of a batch-1 cache (left untouched)."""
-    return DynamicCache(ddp_cache_data=[
-        (layer.keys[:, :, :length].expand(rows, -1, -1, -1), layer.values[:, :, :length].expand(rows, -1, -1, -1))
-        for layer in cache.layers
-    ])
-
-
-def cache_keyword(model) -> str:
-    """The forward's KV-cache argument (and output field): transformers 5.24 renamed ``past_key_values``
-    to ``cache`` (the old name warns, and goes in 5.40); older releases and remote-code models know only it.
-    A PEFT wrapper passes keyword arguments through: its base model's forward decides."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-
-
 @torch.no_grad()
 def _score_shared_prefix(
     model, token_ids: torch.Tensor, windows: Sequence[ScoreWindow], hindsight: torch.Tensor, max_rows_per_pass: int,
@@ -161,7 +143,7 @@ def _score_on_cache(model, keyword: str, cache, token_ids, windows, hindsight, t
         input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
         position_ids=position_ids.to(device), use_cache=True,
         logits_to_keep=torch.arange(hindsight_length - 1, width, device=device),
-        **{keyword: _expanded_cache(cache, len(rows), prefix_length)},
+        **{keyword: expanded_cache(cache, len(rows), prefix_length)},
     ).logits  # [R, W - H + 1, V]
     scored = _scored_logprobs(logits, input_ids[:, hindsight_length - 1:].to(device), temperature).cpu()  # [R, W - H]
     return [scored[r, :len(row) - hindsight_length] for r, row in enumerate(rows)]
