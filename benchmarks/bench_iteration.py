@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def main() -> None:
             config = load_train_config(args.config, {**assignments, **timing, "model.path": str(start.resolve()),
                                                      "sft.steps": 0, "algorithm.name": arm, **switched_off})
             clock = time.perf_counter()
-            figures[label] = {**run_arm(config, args.out / label.replace(" ", "_").strip("()")),
+            figures[label] = {**run_arm(config, args.out / re.sub(r"\W+", "_", label).strip("_")),
                               "wall_s": time.perf_counter() - clock}
     load_after = os.getloadavg()
 

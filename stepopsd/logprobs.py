@@ -12,6 +12,8 @@ import inspect
 import torch
 from transformers import DynamicCache
 
+MIN_SHARED_PREFIX = 16  # columns rows must share before a separate forward of them pays for itself
+
 
 def tempered(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """logits / T; T <= 0 (greedy) leaves the logits as they are."""
@@ -42,20 +44,33 @@ def right_padded_logits(model: torch.nn.Module, input_ids: torch.Tensor,
     return model(input_ids=input_ids.to(device), use_cache=False, logits_to_keep=logits_to_keep).logits
 
 
+def prefix_cache(model: torch.nn.Module, prefix_ids: torch.Tensor):
+    """The KV cache of one forward over ``prefix_ids`` [P] (batch 1), for :func:`logits_after_prefix`."""
+    device = next(model.parameters()).device
+    return getattr(model(input_ids=prefix_ids[None].to(device), use_cache=True, logits_to_keep=1), cache_keyword(model))
+
+
+def logits_after_prefix(model: torch.nn.Module, cache, prefix_length: int, input_ids: torch.Tensor,
+                        logits_to_keep: int) -> torch.Tensor:
+    """Logits [B, logits_to_keep, V] of the last columns of right-padded rows [B, W] that continue the cached
+    prefix (:func:`prefix_cache`, left untouched: each call runs on ``B`` views of it)."""
+    device = next(model.parameters()).device
+    return model(input_ids=input_ids.to(device), use_cache=True, logits_to_keep=logits_to_keep,
+                 **{cache_keyword(model): expanded_cache(cache, input_ids.shape[0], prefix_length)}).logits
+
+
 def shared_prefix_logits(model: torch.nn.Module, input_ids: torch.Tensor, prefix_length: int,
                          logits_to_keep: int) -> torch.Tensor:
     """:func:`right_padded_logits` of right-padded rows [B, T] whose first ``prefix_length`` ids are the same in
     every row, with that prefix forwarded once: its forward builds a KV cache, then the ids after it run on
     ``B`` views of that cache (a backward reaches the prefix through both). The last ``logits_to_keep``
     columns, all after the prefix, are returned [B, logits_to_keep, V]: the reference's to float rounding."""
-    rows, width = input_ids.shape
+    width = input_ids.shape[1]
     if not 0 < prefix_length <= width - logits_to_keep or logits_to_keep <= 0:
         raise ValueError(f"a shared prefix of {prefix_length} of {width} columns leaves no room for the last "
                          f"{logits_to_keep} columns' logits")
-    device, keyword = next(model.parameters()).device, cache_keyword(model)
-    cache = getattr(model(input_ids=input_ids[:1, :prefix_length].to(device), use_cache=True, logits_to_keep=1), keyword)
-    return model(input_ids=input_ids[:, prefix_length:].to(device), use_cache=True, logits_to_keep=logits_to_keep,
-                 **{keyword: expanded_cache(cache, rows, prefix_length)}).logits
+    cache = prefix_cache(model, input_ids[0, :prefix_length])
+    return logits_after_prefix(model, cache, prefix_length, input_ids[:, prefix_length:], logits_to_keep)
 
 
 def common_prefix_columns(input_ids: torch.Tensor) -> int:

@@ -23,12 +23,9 @@ from stepopsd.algo.teacher import Teacher
 from stepopsd.batch import PolicyBatch
 from stepopsd.config import OptimConfig, TrainConfig
 from stepopsd.logprobs import (
-    common_prefix_columns, right_padded_logits, shared_prefix_logits, tempered, token_logprobs,
+    MIN_SHARED_PREFIX, common_prefix_columns, right_padded_logits, shared_prefix_logits, tempered, token_logprobs,
 )
 from stepopsd.tasks import seed_for
-
-
-MIN_SHARED_PREFIX = 16  # columns a micro-batch's rows must share before a separate prefix forward pays for itself
 
 
 class NonFiniteError(RuntimeError):

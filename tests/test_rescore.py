@@ -42,8 +42,9 @@ def test_efficient_path_matches_one_forward_per_window(model, window_mode, hinds
     assert_close(fast, slow, atol=1e-5, rtol=0)
 
 
-def test_chunked_rows_and_eager_attention_agree(model):
-    traj = make_group(0, [False], num_steps=5, seed=2)[0]
+@pytest.mark.parametrize("window_mode", [False, True])
+def test_chunked_rows_and_eager_attention_agree(model, window_mode):
+    traj = make_group(0, [False], num_steps=5, seed=2, window=window_mode)[0]
     windows = step_windows(traj, target_mask_and_step_ids(traj, "clean_step")[0])
     reference, _ = teacher_logprobs_naive(model, traj.token_ids, windows, HINDSIGHT)
     chunked, _ = teacher_logprobs(model, traj.token_ids, windows, HINDSIGHT, max_rows_per_pass=2)
@@ -88,7 +89,7 @@ def test_forward_passes_are_shared_not_per_step(model):
         calls.clear()
         windows = step_windows(windowed, target_mask_and_step_ids(windowed, "action_only")[0])
         teacher_logprobs(model, windowed.token_ids, windows, HINDSIGHT)
-        assert len(calls) == 1  # six independent windows, one padded batch
+        assert len(calls) == 2  # six windows: their shared prompt once, then one padded batch on its cache
         calls.clear()
         teacher_logprobs_naive(model, windowed.token_ids, windows, HINDSIGHT)
         assert len(calls) == 6

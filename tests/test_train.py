@@ -251,7 +251,8 @@ def test_update_scores_logits_from_the_first_trainable_column_only(window, share
     from stepopsd.batch import build_batch
     from stepopsd.logprobs import tempered, token_logprobs
     from stepopsd.logprobs import common_prefix_columns
-    from stepopsd.update import MIN_SHARED_PREFIX, first_scored_column as _first_scored_column, micro_loss as _micro_loss
+    from stepopsd.logprobs import MIN_SHARED_PREFIX
+    from stepopsd.update import first_scored_column as _first_scored_column, micro_loss as _micro_loss
 
     model, temperature = tiny_qwen3(seed=0), 0.7
     group = [with_model_behaviour(model, traj, temperature)
@@ -379,7 +380,8 @@ def test_with_a_shared_prefix_each_micro_batch_holds_one_groups_rows_and_forward
     from algo_fixtures import make_group, tiny_qwen3, with_model_behaviour
     from stepopsd.algo.teacher import Teacher
     from stepopsd.batch import build_batch
-    from stepopsd.update import MIN_SHARED_PREFIX, TrainState, ppo_update as _update
+    from stepopsd.logprobs import MIN_SHARED_PREFIX
+    from stepopsd.update import TrainState, ppo_update as _update
 
     model = tiny_qwen3(seed=0).train()
     groups = [make_group(g, [True, False, False, True], num_steps=4, window=True, seed=3) for g in (0, 1)]

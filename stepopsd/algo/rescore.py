@@ -12,8 +12,9 @@ How the efficient path shares work (:func:`teacher_logprobs`):
   one row each (hindsight + scored tokens, right-padded), on a copy of that cache whose
   positions at or after the row's ``insert_at`` are masked out by the 2D attention mask, with
   explicit ``position_ids``. With no hindsight the prefix forward's own logits are the answer.
-* Windows with a context of their own (sliding-window mode) are rows of one right-padded batch
-  (no attention mask: under causal attention no real token reaches the padding after it).
+* Windows with a context of their own (sliding-window mode) are rows of right-padded batches
+  (no attention mask: under causal attention no real token reaches the padding after it). The ids
+  every row starts with (the trajectory's prompt) are forwarded once and the rows run on its cache.
 * ``max_rows_per_pass`` bounds the rows of one forward (memory); logits are kept only for the
   scored positions (``logits_to_keep``).
 
@@ -36,7 +37,10 @@ import torch
 from stepopsd.algo.hindsight import hindsight_text
 from stepopsd.algo.segment import target_mask_and_step_ids, token_kinds
 from stepopsd.config import AlgorithmConfig
-from stepopsd.logprobs import cache_keyword, expanded_cache, right_padded_logits, token_logprobs
+from stepopsd.logprobs import (
+    MIN_SHARED_PREFIX, cache_keyword, common_prefix_columns, expanded_cache, logits_after_prefix, prefix_cache,
+    right_padded_logits, token_logprobs,
+)
 from stepopsd.trajectory import Trajectory, group_trajectories
 
 Tokenize = Callable[[str], Sequence[int]]
@@ -87,17 +91,29 @@ def _scored_logprobs(logits: torch.Tensor, ids: torch.Tensor, temperature: float
 
 @torch.no_grad()
 def _score_windows_as_rows(model, token_ids: torch.Tensor, windows: Sequence[ScoreWindow], hindsight: torch.Tensor,
-                           temperature: float) -> list[torch.Tensor]:
-    """Independent windows as rows of one right-padded batch -> log-probs of each window's scored tokens."""
+                           max_rows_per_pass: int, temperature: float) -> list[torch.Tensor]:
+    """Independent windows as rows of right-padded batches (``max_rows_per_pass`` rows each) -> log-probs of
+    each window's scored tokens. The ids every row starts with (a window-mode trajectory's prompt) are
+    forwarded once, when there are at least ``MIN_SHARED_PREFIX`` of them before the first scored token."""
     rows = [torch.cat([token_ids[w.context_start:w.insert_at], hindsight, token_ids[w.insert_at:w.end]]) for w in windows]
     firsts = [w.insert_at - w.context_start + len(hindsight) for w in windows]  # row index of the first scored token
-    width = max(len(row) for row in rows)
-    input_ids = right_pad(rows, width, 0)  # [R, W]
-    keep_from = min(firsts) - 1  # logits needed from here on (min first is >= 1)
+    prefix = min(common_prefix_columns(right_pad(rows, max(len(row) for row in rows), 0)), min(firsts) - 1)
+    prefix = prefix if prefix >= MIN_SHARED_PREFIX else 0
+    cache = prefix_cache(model, rows[0][:prefix]) if prefix else None
     device = _device(model)
-    logits = right_padded_logits(model, input_ids, torch.arange(keep_from, width, device=device))  # [R, W - keep_from, V]
-    scored = _scored_logprobs(logits, input_ids[:, keep_from:].to(device), temperature).cpu()  # [R, W - keep_from - 1]
-    return [scored[r, first - keep_from - 1:len(row) - keep_from - 1] for r, (row, first) in enumerate(zip(rows, firsts))]
+    scores: list[torch.Tensor] = []
+    for chunk_start in range(0, len(rows), max_rows_per_pass):
+        chunk = slice(chunk_start, chunk_start + max_rows_per_pass)
+        chunk_rows, chunk_firsts = [row[prefix:] for row in rows[chunk]], [first - prefix for first in firsts[chunk]]
+        width = max(len(row) for row in chunk_rows)
+        input_ids = right_pad(chunk_rows, width, 0)  # [R, W]
+        keep_from = min(chunk_firsts) - 1  # logits needed from here on (>= 0)
+        logits = (right_padded_logits(model, input_ids, torch.arange(keep_from, width, device=device)) if cache is None
+                  else logits_after_prefix(model, cache, prefix, input_ids, width - keep_from))  # [R, W - keep_from, V]
+        scored = _scored_logprobs(logits, input_ids[:, keep_from:].to(device), temperature).cpu()  # [R, W - keep_from - 1]
+        scores += [scored[r, first - keep_from - 1:len(row) - keep_from - 1]
+                   for r, (row, first) in enumerate(zip(chunk_rows, chunk_firsts))]
+    return scores
 
 
 @torch.no_grad()
@@ -195,10 +211,9 @@ def teacher_logprobs(
     for group in shared:
         done_windows += group
         done_scores += _score_shared_prefix(model, ids, group, hindsight, max_rows_per_pass, temperature)
-    for chunk_start in range(0, len(singles), max_rows_per_pass):
-        chunk = singles[chunk_start:chunk_start + max_rows_per_pass]
-        done_windows += chunk
-        done_scores += _score_windows_as_rows(model, ids, chunk, hindsight, temperature)
+    if singles:
+        done_windows += singles
+        done_scores += _score_windows_as_rows(model, ids, singles, hindsight, max_rows_per_pass, temperature)
     return _scatter(len(ids), done_windows, done_scores)
 
 
