@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from stepopsd.choices import AUDIT_CONTROLS, MISTAKE_LABELS
+from stepopsd.choices import AUDIT_CONTROLS, HINDSIGHT_CONTROLS, MISTAKE_LABELS
 from stepopsd_cli.errors import check_token_ids, fail
 from stepopsd_cli.options import SET_HELP, choice_enum, config_overrides, load_config, output_folder
 
@@ -34,15 +34,15 @@ def credit_audit(
         help="Also recompute the conserved_step_share column at these Eq. 3 clips (repeatable: "
              "--clip-grid 0.2 --clip-grid 0.5): how much of Delta's ranking the clip keeps.")] = None,
     control: Annotated[Optional[list[AuditControl]], typer.Option(
-        help="The teacher's hindsight arms (repeatable; default: none, correctness, peer_trajectory and "
-             "other_group_peer). swapped_peer: the group's own peer with its parcel choices swapped, a null.")] = None,
+        help=f"The teacher's hindsight arms (repeatable; default: {', '.join(HINDSIGHT_CONTROLS)}). "
+             "swapped_peer: the group's own peer with its parcel choices swapped, a null.")] = None,
 ) -> None:
     """AUC with which each arm's step credit ranks the labelled mistake step first (1: always, 0.5: no information)."""
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
 
-    from stepopsd.lab.credit_audit import COLUMN_TITLES, HINDSIGHT_CONTROLS, audit_credit, clip_table
+    from stepopsd.lab.credit_audit import COLUMN_TITLES, audit_credit, clip_table
     from stepopsd.trajectory_io import TrajectoryFileError, load_trajectories
 
     from stepopsd.choices import ALPHA_CLIP_RANGE

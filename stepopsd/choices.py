@@ -33,6 +33,7 @@ OVERFLOW_POLICIES = ("truncate_history", "end_episode")
 HINDSIGHT_MODES = ("none", "correctness", "peer_trajectory")
 HINDSIGHT_TARGETS = ("failed", "failed_and_won")  # who gets a peer: the keys of algo.hindsight.PEER_RULES
 AUDIT_CONTROLS = ("none", "correctness", "peer_trajectory", "other_group_peer", "swapped_peer")  # the keys of lab.credit_audit.CONTROLS
+HINDSIGHT_CONTROLS = AUDIT_CONTROLS[:4]  # the teacher arms an audit runs by default (swapped_peer on request)
 PEER_VIEWS = ("steps", "actions")  # how a peer is written in the block: the keys of algo.hindsight.PEER_VIEWS
 ORACLE_SIDES = ("mistakes", "two_sided")  # where the oracle's Delta is not 0 (algo.oracle.oracle_delta)
 MISTAKE_LABELS = ("mistake", "expert_action")  # where a step's mistake label comes from (algo.oracle)

@@ -45,12 +45,12 @@ from stepopsd.algo.oracle import mistake_labels
 from stepopsd.algo.rescore import rescore_trajectory, right_pad
 from stepopsd.algo.segment import target_mask_and_step_ids
 from stepopsd.algo.shaping import grpo_advantages, shape_advantages
+from stepopsd.choices import HINDSIGHT_CONTROLS
 from stepopsd.config import AlgorithmConfig
 from stepopsd.lab.hindsight_rows import swapped_parcels
 from stepopsd.lab.stats import bootstrap_ci, cluster_bootstrap_ci
 from stepopsd.trajectory import Trajectory, check_vocabulary, group_trajectories, is_mixed
 
-HINDSIGHT_CONTROLS = ("none", "correctness", "peer_trajectory", "other_group_peer")  # the teacher arms run by default
 TEACHER_FREE_ARMS = ("grpo", "oracle", "peer_diff")  # Delta without a teacher: none, the labels, the peer's actions
 BUDGET_COLUMNS = ("none", "equal_step_mean_abs", "conserved_step_share")  # "none": before the budget
 
