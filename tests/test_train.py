@@ -339,12 +339,8 @@ def test_update_forwards_a_minibatch_in_micro_batches_of_like_lengths():
     so each forward pads little (its width is the longest of its rows)."""
     import dataclasses
 
-    from accelerate import Accelerator
-
     from algo_fixtures import make_group, tiny_qwen3, with_model_behaviour
-    from stepopsd.algo.teacher import Teacher
     from stepopsd.batch import build_batch
-    from stepopsd.update import TrainState, ppo_update as _update
 
     model = tiny_qwen3(seed=0).train()
     group = [with_model_behaviour(model, traj) for traj in make_group(0, [True, False, False, True], num_steps=4,
@@ -356,14 +352,7 @@ def test_update_forwards_a_minibatch_in_micro_batches_of_like_lengths():
     base = TrainConfig()
     config = dataclasses.replace(base, optim=dataclasses.replace(base.optim, minibatches=1, micro_batch_rows=3,
                                                                  shared_prefix=False))
-    widths = []
-    handle = model.register_forward_pre_hook(lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape[1]),
-                                             with_kwargs=True)
-    try:
-        _update(config, model, torch.optim.AdamW(model.parameters(), lr=1e-4), Teacher(model, mode="live"), batch,
-                Accelerator(cpu=True), TrainState(), iteration=1)
-    finally:
-        handle.remove()
+    widths = [kwargs["input_ids"].shape[1] for kwargs in _forwards_of_one_update(config, model, batch)]
     expected = [int(chunk.max()) for chunk in lengths.sort().values.split(3)]
     assert widths == expected
 
@@ -375,13 +364,9 @@ def test_with_a_shared_prefix_each_micro_batch_holds_one_groups_rows_and_forward
     ids after it run on that cache."""
     import dataclasses
 
-    from accelerate import Accelerator
-
     from algo_fixtures import make_group, tiny_qwen3, with_model_behaviour
-    from stepopsd.algo.teacher import Teacher
     from stepopsd.batch import build_batch
     from stepopsd.logprobs import MIN_SHARED_PREFIX
-    from stepopsd.update import TrainState, ppo_update as _update
 
     model = tiny_qwen3(seed=0).train()
     groups = [make_group(g, [True, False, False, True], num_steps=4, window=True, seed=3) for g in (0, 1)]
@@ -391,19 +376,28 @@ def test_with_a_shared_prefix_each_micro_batch_holds_one_groups_rows_and_forward
     assert batch.num_rows == 32  # 16 per group: micro-batches of 4 never straddle two groups
     base = TrainConfig()
     config = dataclasses.replace(base, optim=dataclasses.replace(base.optim, minibatches=1, micro_batch_rows=4))
-    calls = []
-    handle = model.register_forward_pre_hook(
-        lambda module, args, kwargs: calls.append((kwargs["input_ids"].shape, kwargs.get("use_cache"),
-                                                   any(key in kwargs for key in ("cache", "past_key_values")))),
-        with_kwargs=True)
-    try:
-        _update(config, model, torch.optim.AdamW(model.parameters(), lr=1e-4), Teacher(model, mode="live"), batch,
-                Accelerator(cpu=True), TrainState(), iteration=1)
-    finally:
-        handle.remove()
+    calls = [(kwargs["input_ids"].shape, kwargs.get("use_cache"), any(key in kwargs for key in ("cache", "past_key_values")))
+             for kwargs in _forwards_of_one_update(config, model, batch)]
     prefixes = [shape for shape, use_cache, on_cache in calls if use_cache and not on_cache]
     suffixes = [shape for shape, use_cache, on_cache in calls if on_cache]
     assert len(prefixes) == len(suffixes) == 8 and len(calls) == 16  # every micro-batch: a prompt, then its rows
     assert all(shape[0] == 1 and shape[1] >= MIN_SHARED_PREFIX for shape in prefixes)
     assert sum(shape[0] for shape in suffixes) == batch.num_rows
+
+
+def _forwards_of_one_update(config, model, batch) -> list[dict]:
+    """The keyword arguments of every model forward one ppo_update of ``batch`` makes (a live teacher)."""
+    from accelerate import Accelerator
+
+    from stepopsd.algo.teacher import Teacher
+    from stepopsd.update import TrainState, ppo_update
+
+    calls = []
+    handle = model.register_forward_pre_hook(lambda module, args, kwargs: calls.append(kwargs), with_kwargs=True)
+    try:
+        ppo_update(config, model, torch.optim.AdamW(model.parameters(), lr=1e-4), Teacher(model, mode="live"), batch,
+                   Accelerator(cpu=True), TrainState(), iteration=1)
+    finally:
+        handle.remove()
+    return calls
 
