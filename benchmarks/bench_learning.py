@@ -57,9 +57,10 @@ from stepopsd.config import TrainConfig, load_train_config
 from stepopsd.configtree import parse_assignments
 from stepopsd.plot import moving_average
 from stepopsd.run_dir import RunDir, check_model_source
-from stepopsd.lab.stats import PairedDifference, bootstrap_ci, paired_difference
+from stepopsd.lab.stats import PairedDifference, bootstrap_ci, gap_share, paired_difference
 
 CONTROL = "grpo"
+BOUND = "oracle-full"  # the upper bound: every other arm's gain over the control is read as a share of its gain
 # arms whose Delta comes from the env's labels: not judged by the threshold's plateau, named in the tables
 # for what they are (only oracle-full and oracle-signed bound anything: docs/algorithm.md)
 ORACLE_ARMS = {"oracle": "oracle (paper knobs)", "oracle-full": "oracle-full (upper bound)",
@@ -280,7 +281,9 @@ def summarise(scored: list[dict], control: str = CONTROL) -> dict:
     arms = {arm: {name: _estimate(v) for name, v in metrics.items()} for arm, metrics in values.items()}
     paired = {arm: {name: paired_difference(v, values[control][name]) for name, v in metrics.items()}
               for arm, metrics in values.items() if arm != control}
-    return {"arms": arms, "paired": paired, "seeds": seeds}
+    shares = {arm: {name: gap_share(v, values[BOUND][name], values[control][name]) for name, v in metrics.items()}
+              for arm, metrics in values.items() if BOUND in values and arm not in (control, BOUND)}
+    return {"arms": arms, "paired": paired, "gap_shares": shares, "seeds": seeds}
 
 
 def _estimate(values: list[float]) -> dict:
@@ -416,7 +419,17 @@ def markdown_section(results: dict, figure: str) -> str:
               "|" + "---|" * (len(metrics) + 1)]
     for arm, diffs in results["paired"].items():
         lines.append(_table_row([_arm_label(arm), *(_cell(diffs[metric], True) for metric in metrics)]))
+    judged = primary or "auc"
+    if results.get("gap_shares"):
+        lines += ["", f"Share of the {BOUND} minus {CONTROL} gap each arm captures on the "
+                      f"{'primary metric' if primary else 'AUC'} (its gain over {CONTROL} over {BOUND}'s, paired by "
+                      f"seed; bootstrap 95% CI over seeds; 100% = the bound's gain, 0% = none):", ""]
+        lines += [f"- {_arm_label(arm)}: {_share(shares[judged])}" for arm, shares in results["gap_shares"].items()]
     return "\n".join([*lines, "", f"![learning curves, {results['env']}]({figure})", "", marker])
+
+
+def _share(share: dict) -> str:
+    return f"{share['share']:.0%} [{share['ci_low']:.0%}, {share['ci_high']:.0%}]"
 
 
 def _column(metric: str, unit: str) -> str:
@@ -453,6 +466,8 @@ def results_json(args, records: list[dict], summary: dict, threshold: dict, wall
         "runs": records,
         "arms_summary": summary["arms"],
         "paired": {arm: {name: dataclasses.asdict(d) for name, d in diffs.items()} for arm, diffs in paired.items()},
+        "gap_shares": {arm: {name: dataclasses.asdict(s) for name, s in shares.items()}
+                       for arm, shares in summary["gap_shares"].items()},
         "verdicts": verdicts,
     }
 

@@ -374,3 +374,23 @@ def test_the_late_window_is_the_iterations_after_the_first_eight(bench):
     assert (scored["early"], scored["late"], scored["auc"]) == (10.0, 55.0, 37.0)
     assert bench.window_label("late", 20) == "mean sampled success, iterations 9-20"
     assert bench.window_label("early", 20) == "mean sampled success, iterations 1-8"
+
+
+def test_with_the_upper_bound_run_each_other_arm_gets_its_share_of_the_bounds_gap(bench, records, tmp_path):
+    # oracle-full: final 60, 70, 65 -> +10 each over grpo; stepopsd +6, +4, +5 -> 15 / 30 = 50%
+    bound = [record("oracle-full", seed, final, [20.0, 60.0, 60.0, 60.0])
+             for seed, final in ((0, 60.0), (1, 70.0), (2, 65.0))]
+    scored = bench.score_runs(records + bound, 40.0)
+    summary = bench.summarise(scored)
+    assert set(summary["gap_shares"]) == {"stepopsd"}  # neither the control nor the bound itself
+    assert summary["gap_shares"]["stepopsd"]["final"].share == pytest.approx(0.5)
+    args = bench.parse_args(["--env", "errand", "--arms", "stepopsd", "oracle-full", "--seeds", "0", "1", "2",
+                             "--iterations", "4"])
+    results = bench.results_json(args, scored, summary, {"value": 40.0, "rule": "fixed (--threshold)"},
+                                 {"this_invocation": 1.0, "start_model": 1.0, "start_eval": 1.0, "runs_total": 1.0},
+                                 tmp_path, {"All": 40.0})
+    section = bench.markdown_section(json.loads(json.dumps(results)), "figures/learning-errand.png")
+    auc = summary["gap_shares"]["stepopsd"]["auc"]
+    assert f"- stepopsd: {auc.share:.0%} [{auc.ci_low:.0%}, {auc.ci_high:.0%}]" in section  # errand: no primary, the AUC
+    no_bound = bench.summarise(bench.score_runs(records, 40.0))
+    assert no_bound["gap_shares"] == {}

@@ -56,3 +56,17 @@ def test_the_credit_audit_pools_seeds_and_resamples_them():
     cell = summarize_clusters(per_seed)["oracle"]["delta"]
     assert cell["n"] == 3 and cell["mean"] == pytest.approx(2.5 / 3)
     assert cell["ci_low"] == pytest.approx(0.5) and cell["ci_high"] == pytest.approx(1.0)
+
+
+def test_gap_share_is_the_arms_gain_over_the_bounds_with_a_seed_bootstrap():
+    from stepopsd.lab.stats import gap_share
+
+    # arm gains 1 and 3 over the control, the bound 2 and 2: 4 / 4 = 100%; a draw of seed 0 twice gives
+    # 1/2, of seed 1 twice 3/2, a mixed draw 4/4: the percentile interval spans [50%, 150%]
+    share = gap_share([11.0, 23.0], [12.0, 22.0], [10.0, 20.0])
+    assert share.share == 1.0 and (share.ci_low, share.ci_high) == (0.5, 1.5)
+    assert str(share) == "100% [50%, 150%]"
+    nothing = gap_share([11.0, 23.0], [10.0, 20.0], [10.0, 20.0])  # the bound gains nothing: no share
+    assert nothing.share != nothing.share and nothing.ci_low != nothing.ci_low
+    with pytest.raises(ValueError, match="pairs seeds"):
+        gap_share([1.0], [1.0, 2.0], [0.0, 0.0])

@@ -164,3 +164,40 @@ def paired_difference(arm: Sequence[float], baseline: Sequence[float]) -> Paired
     low, high = bootstrap_ci(differences)
     mean = sum(differences) / len(differences) if differences else float("nan")
     return PairedDifference(mean, low, high, tuple(differences), *t_interval(differences), sign_flip_p(differences))
+
+
+@dataclass(frozen=True)
+class GapShare:
+    """The share of a bound's gain over a control that an arm captures, with a bootstrap 95% CI over seeds."""
+
+    share: float
+    ci_low: float
+    ci_high: float
+
+    def __str__(self) -> str:
+        return f"{self.share:.0%} [{self.ci_low:.0%}, {self.ci_high:.0%}]"
+
+
+def gap_share(arm: Sequence[float], bound: Sequence[float], control: Sequence[float], reps: int = 2000,
+              seed: int = 0) -> GapShare:
+    """mean(arm - control) / mean(bound - control), all three paired by seed (index i is seed i in each):
+    1 = the arm gains what the bound gains, 0 = what the control does. The percentile bootstrap resamples
+    seeds, the same draw for numerator and denominator; a draw whose bound gain is not above 0 has no
+    share and is left out (NaN share when the bound itself gains nothing).
+
+    >>> str(gap_share([55.0, 65.0], [60.0, 70.0], [50.0, 60.0]))
+    '50% [50%, 50%]'
+    """
+    if not len(arm) == len(bound) == len(control):
+        raise ValueError(f"a gap share pairs seeds: got {len(arm)}, {len(bound)} and {len(control)} values")
+    gains = [(a - c, b - c) for a, b, c in zip(arm, bound, control)]
+
+    def share(draw: Sequence[tuple[float, float]]) -> float:
+        bound_gain = sum(b for _, b in draw)
+        return sum(a for a, _ in draw) / bound_gain if bound_gain > 0 else float("nan")
+
+    rng = random.Random(seed)
+    shares = sorted(s for s in (share(rng.choices(gains, k=len(gains))) for _ in range(reps)) if s == s)
+    if not gains or not shares:
+        return GapShare(share(gains) if gains else float("nan"), float("nan"), float("nan"))
+    return GapShare(share(gains), shares[int(0.025 * len(shares))], shares[int(0.975 * len(shares)) - 1])
