@@ -60,6 +60,11 @@ SETUPS = {
         "The second ErrandChain teacher before RL (rows from the careless episodes, half with a swapped peer)",
         "learning-errandchain-eight", {"algorithm.peer_view": "actions"}, ("none", "peer_trajectory", "swapped_peer"),
         0.8, "figures/credit-audit-errandchain-eight-teacher.png"),
+    # the third: its rows' peers also the careless demonstrator's wins of other careless draws
+    "errandchain-eight-teacher-draws": AuditSetup(
+        "The third ErrandChain teacher before RL (peers with recovered mistakes, as RL's wins hold)",
+        "learning-errandchain-eight", {"algorithm.peer_view": "actions"}, ("none", "peer_trajectory", "swapped_peer"),
+        0.8, "figures/credit-audit-errandchain-eight-teacher-draws.png"),
 }
 BEHAVIOURS = {  # --behaviour: who plays the audited episodes, as the docs say it
     "policy": "the start model plays its own episodes, sampled as in RL, and is the teacher (the stale snapshot "

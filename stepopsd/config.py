@@ -229,6 +229,7 @@ class SFTConfig:
     hindsight_peer: str = "self_if_alone"  # rows' peer: self_if_alone (another win of the task, else itself) | other_episode (a slip replay of the scene)
     hindsight_contexts: str = "won"  # rows' steps: won (the expert's, as they were) | careless (the careless episodes', the expert's action as target)
     hindsight_swap: float = 0.0  # careless rows: share of episodes shown a parcel-swapped peer, the takes' targets following it
+    hindsight_peer_draws: int = 0  # careless rows: peers also from the env's careless demonstrator with this many other careless draws
     stop_at_success: float = 0.0  # stop at the first check whose greedy success reaches this (0: run all steps)
     check_every: int = 50  # steps between checks (only with stop_at_success)
     check_episodes: int = 32  # greedy episodes per check, on training-env tasks no rollout or evaluation uses
@@ -242,7 +243,7 @@ class SFTConfig:
                                    "weight_decay": finite_at_least(0), "max_grad_norm": finite_above(0),
                                    "stop_at_success": within(0, 1), "check_every": at_least(1),
                                    "check_episodes": at_least(1), "careless_rate": within(0, 1),
-                                   "hindsight_swap": within(0, 1)})
+                                   "hindsight_swap": within(0, 1), "hindsight_peer_draws": at_least(0)})
         check_choices("sft", self, {"careless_choice": CARELESS_CHOICES, "hindsight_peer": HINDSIGHT_ROW_PEERS,
                                     "hindsight_contexts": HINDSIGHT_ROW_CONTEXTS})
         self.phases()  # sft.then's keys and values are checked here, not when the phase runs

@@ -46,7 +46,8 @@ largest."): reading is copying the number the format's phrase points at, which a
 learns where it does not learn the rules' lookups and comparisons (docs/benchmarks.md, ErrandChain).
 
 Reset options: ``scene_seed`` (drawn from the env's ``np_random`` when absent), ``careless``
-(add ``careless_action``). ``careless_errands`` (constructor, default 1.0) is the chance that the
+(add ``careless_action``), ``careless_draw`` (default 0: another integer draws the careless errands
+anew, a second careless demonstrator of the same scene). ``careless_errands`` (constructor, default 1.0) is the chance that the
 careless demonstrator is careless at each errand, drawn per errand from the scene seed: below 1 its
 mistakes are independent across the errands of an episode, so a start cloned from it has no
 episode-level "careless mode" that makes one mistake predict the next. Info keys beyond :class:`~stepopsd_envs.text_env.TextEnv`'s:
@@ -175,7 +176,8 @@ class ErrandChainEnv(TextEnv):
         self.scene = scene = ChainScene.generate(int(scene_seed), self.num_errands, self.num_parcels,
                                                         self.clue_style)
         self._careless = bool(options.get("careless", False))
-        draws = random.Random(f"careless-{scene_seed}")  # the same errands for a scene, apart from its layout's draws
+        draw = int(options.get("careless_draw", 0))  # another draw: the same scene, other careless errands
+        draws = random.Random(f"careless-{scene_seed}" + (f"-{draw}" if draw else ""))  # apart from the layout's draws
         self._careless_here = tuple(draws.random() < self.careless_errands for _ in range(self.num_errands))
         self._errand, self._here, self._holding = 0, HOME, None
         self._rejected = False  # the env has refused the parcel held

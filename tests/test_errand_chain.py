@@ -281,3 +281,13 @@ def test_careless_errands_draws_each_errand_on_its_own_and_the_same_per_scene():
 def test_a_careless_errands_outside_0_1_is_refused(value):
     with pytest.raises(ValueError, match="careless_errands must be a number in \\[0, 1\\]"):
         ErrandChainEnv(careless_errands=value)
+
+
+def test_another_careless_draw_is_another_careless_demonstrator_of_the_same_scene():
+    env = gymnasium.make(ENV_ID, num_errands=8, careless_errands=0.5, mistake_budget=8)
+    first = play(env, 5, "careless_action", careless=True)
+    again = play(env, 5, "careless_action", careless=True, careless_draw=0)
+    other = play(env, 5, "careless_action", careless=True, careless_draw=1)
+    assert again == first  # draw 0 is the default
+    assert other[0][0] == first[0][0]  # the same scene: the same first observation
+    assert [i.get("mistake") for i in other[1]] != [i.get("mistake") for i in first[1]]  # other errands careless

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from stepopsd.algo.hindsight import peer_hindsight_block, render_peer
 from stepopsd.lab.careless import careless_action
-from stepopsd.lab.sft import expert_responder, expert_sample
+from stepopsd.lab.sft import expert_responder, expert_sample, expert_trajectories
 from stepopsd.policy import Policy
 from stepopsd.rollout import Responder, RolloutConfig, Task, TurnRequest, rollout_in_chunks
 from stepopsd.trajectory import Step, Trajectory
@@ -100,6 +100,17 @@ def slip_replays(policy: Policy, envs: Sequence, tasks: Sequence[Task], rollout:
     """The expert's episodes of ``tasks`` with one recovered slip each (:func:`slip_responder`), won or lost."""
     respond = slip_responder(expert_responder(policy, envs[0].unwrapped.protocol), verb, seed)
     return rollout_in_chunks(policy, envs, tasks, rollout, respond=respond)
+
+
+def careless_replays(policy: Policy, envs: Sequence, tasks: Sequence[Task], rollout: RolloutConfig,
+                     draws: int) -> list[Trajectory]:
+    """The env's careless demonstrator on ``tasks`` again, once per careless draw 1..``draws`` (reset option
+    ``careless_draw``: ErrandChain's other careless errands of the same scene), won or lost. Its wins hold
+    what a policy cloned from it wins with (a wrong take, a refused delivery, the return, the right take),
+    the peers RL's groups show the teacher."""
+    replays = [dataclasses.replace(task, options={**task.options, "careless": True, "careless_draw": draw})
+               for draw in range(1, draws + 1) for task in tasks]
+    return expert_trajectories(policy, envs, replays, rollout, careless_verb="take", careless_choice="env")
 
 
 TAKE = re.compile(r"^take parcel (\d+)\b")
@@ -221,8 +232,8 @@ def corrected_rows(
     peer_view: str = "steps",
 ) -> list[Trajectory]:
     """One row per step of each token-exact episode (a careless demonstrator's): the step's context, the
-    block its teacher is shown (the episode's correctness, another won episode of the scene among ``peers``,
-    :func:`other_episode_peer`), and as the target the expert's action in that state (``expert_action``),
+    block its teacher is shown (the episode's correctness, another won episode of the scene drawn among
+    ``peers``), and as the target the expert's action in that state (``expert_action``),
     the right choice where the episode slipped (:func:`expert_response` renders it).
 
     In a ``swap_share`` of the episodes (drawn with ``seed``) the block shows the peer with its parcel
@@ -235,10 +246,12 @@ def corrected_rows(
     rng = random.Random(seed)
     rows: list[Trajectory] = []
     for traj in episodes:
-        peer = other_episode_peer(traj, candidates) if traj.token_ids else None
+        actions = [step.action for step in traj.steps]
+        options = [c for c in candidates if c.task_id == traj.task_id and [s.action for s in c.steps] != actions]
         swapped = rng.random() < swap_share
-        if peer is None:
+        if not options or not traj.token_ids:
             continue
+        peer = rng.choice(options)
         if swapped:
             peer = swapped_parcels(peer, seed)
         correctness = ("correct" if traj.success else "incorrect") if correctness_line else None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from stepopsd.config import SFTConfig, TrainConfig
 from stepopsd.lab.hindsight_rows import (
-    ROW_PEER_RULES, corrected_rows, expert_response, hindsight_sft_trajectories, slip_replays,
+    ROW_PEER_RULES, careless_replays, corrected_rows, expert_response, hindsight_sft_trajectories, slip_replays,
 )
 from stepopsd.lab.sft import expert_trajectories, sft
 from stepopsd.lab.tiny import build_tiny_model
@@ -150,7 +150,8 @@ def hindsight_rows(policy: Policy, envs: Sequence, config: TrainConfig, careless
                    rollout: RolloutConfig) -> list[Trajectory]:
     """The warm start's hindsight rows (none unless ``sft.hindsight_rows``), cut from the won expert episodes or,
     with ``sft.hindsight_contexts = "careless"``, from the careless ones (:func:`corrected_rows`; the peers:
-    slip replays of ``careless_scenes``, the careless episodes' tasks played by the expert)."""
+    slip replays of ``careless_scenes``, the careless episodes' tasks played by the expert, and with
+    ``sft.hindsight_peer_draws`` the careless demonstrator's wins of other draws, :func:`careless_replays`)."""
     sft = config.sft
     if not sft.hindsight_rows:
         return []
@@ -159,6 +160,8 @@ def hindsight_rows(policy: Policy, envs: Sequence, config: TrainConfig, careless
              "correctness_line": config.algorithm.correctness_line, "peer_view": config.algorithm.peer_view}
     if sft.hindsight_contexts == "careless":
         peers = slip_replays(policy, envs, careless_scenes, rollout, sft.careless_verb, sft.seed)
+        if sft.hindsight_peer_draws:
+            peers += careless_replays(policy, envs, careless_scenes, rollout, sft.hindsight_peer_draws)
         return corrected_rows(careless_played, peers, tokenize, expert_response(policy, envs[0].unwrapped.protocol),
                               verb=sft.careless_verb, swap_share=sft.hindsight_swap, seed=sft.seed, **block)
     peers = won
