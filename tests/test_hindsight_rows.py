@@ -221,3 +221,37 @@ def test_a_swapped_peer_decides_the_take_targets_and_nothing_else(tiny_policy):
         else:
             assert row.steps[0].action == expert  # go, deliver, return: what the episode's own state asks
     assert moved > 0
+
+
+def test_careless_replays_are_the_same_scenes_with_other_careless_errands_and_rows_draw_their_peer(tiny_policy):
+    """sft.hindsight_peer_draws: the careless demonstrator on each scene again with careless_draw 1..n; its
+    wins hold recovered mistakes (a wrong take, then the right one), as RL's winning peers do. A careless
+    row's peer is drawn among the scene's other wins, seeded."""
+    from stepopsd.config import load_train_config
+    from stepopsd.lab.hindsight_rows import careless_replays, corrected_rows, expert_response, slip_replays
+    from stepopsd.lab.sft import expert_trajectories
+    from stepopsd.policy import encode
+    from stepopsd.rollout import make_envs
+    from stepopsd.tasks import game_tasks
+
+    config = load_train_config("learning-errandchain-eight", {})
+    envs = make_envs(config.env.env_id, 4, **config.env.train_kwargs)
+    tasks = game_tasks(envs[0], 4, first_seed=5, options={"expert": True})
+    one_by_one = dataclasses.replace(config.rollout, group_size=1)
+    replays = careless_replays(tiny_policy, envs, tasks, one_by_one, draws=3)
+    assert len(replays) == 12 and [r.task_id for r in replays] == [t.task_id for t in replays[:4]] * 3
+    won = [r for r in replays if r.success]
+    assert any(sum(bool(s.info.get("mistake")) for s in r.steps) >= 1 for r in won)  # wins with recovered mistakes
+    careless = expert_trajectories(tiny_policy, envs, [dataclasses.replace(t, options={**t.options, "careless": True})
+                                                       for t in tasks], one_by_one, careless_verb="take",
+                                   careless_choice="env")
+    tokenize = lambda text: encode(tiny_policy, text)  # noqa: E731
+    respond = expert_response(tiny_policy, envs[0].unwrapped.protocol)
+    peers = slip_replays(tiny_policy, envs, tasks, one_by_one, "take", seed=0) + replays  # as the warm start's
+    scene = next(t for t in careless if any(r.task_id == t.task_id for r in won))  # a scene with two won peers
+    first_rows = {}
+    for seed in range(8):
+        rows = corrected_rows([scene], peers, tokenize, respond, verb="take", seed=seed, peer_view="actions")
+        assert rows == corrected_rows([scene], peers, tokenize, respond, verb="take", seed=seed, peer_view="actions")
+        first_rows[seed] = rows[0].token_ids
+    assert len(set(first_rows.values())) == 2  # both peers drawn over 8 seeds
