@@ -41,3 +41,17 @@ def test_the_iteration_table_and_ratio_are_the_bench_iteration_record():
             assert f"{figures[f'{stage}_s']:.2f} s" in row, (label, stage, row)
     assert f"stepopsd / grpo seconds per iteration: {record['stepopsd_over_grpo']:.2f}x" in section
     assert record["commit"] in section
+
+
+def test_the_errandchain_iteration_table_is_its_bench_iteration_record():
+    section, record = _section(), _record("iteration-errandchain-eight")
+    labels = {"grpo": "grpo, shared prefix", "stepopsd": "stepopsd, shared prefix",
+              "grpo (no shared prefix)": "grpo, one forward per micro-batch",
+              "stepopsd (no shared prefix)": "stepopsd, one forward per micro-batch"}
+    for run, label in labels.items():
+        row = next(line for line in section.splitlines() if line.startswith(f"| {label} |"))
+        for stage in ("rollout", "advantages", "update", "iteration"):
+            assert f"{record['runs'][run][f'{stage}_s']:.2f} s" in row, (label, stage, row)
+    assert f"stepopsd / grpo seconds per iteration: {record['stepopsd_over_grpo']:.2f}x" in section
+    assert record["commit"] in section and "--without-shared-prefix" in record["command"]
+
