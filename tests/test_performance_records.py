@@ -55,3 +55,13 @@ def test_the_errandchain_iteration_table_is_its_bench_iteration_record():
     assert f"stepopsd / grpo seconds per iteration: {record['stepopsd_over_grpo']:.2f}x" in section
     assert record["commit"] in section and "--without-shared-prefix" in record["command"]
 
+
+def test_the_quickstart_shared_prefix_figures_are_their_record():
+    section, record = _section(), _record("iteration-quickstart-shared-prefix")
+    runs = record["runs"]
+    sentence = (f"gives a GRPO update of {runs['grpo']['update_s']:.2f} s against "
+                f"{runs['grpo (no shared prefix)']['update_s']:.2f} s without it, iterations "
+                f"{runs['grpo']['iteration_s']:.2f} s and {runs['grpo (no shared prefix)']['iteration_s']:.2f} s; "
+                f"StepOPSD / GRPO {record['stepopsd_over_grpo']:.2f}x")
+    assert sentence in " ".join(section.split()) and record["commit"] in section
+
