@@ -226,7 +226,7 @@ class SFTConfig:
     max_grad_norm: float = 1.0
     seed: int = 0
     hindsight_rows: bool = False  # also train on each expert step after a hindsight block (a tiny teacher learns to read it)
-    hindsight_peer: str = "self_if_alone"  # rows' peer: self_if_alone (another win of the task, else itself) | other_episode (a slip replay of the scene)
+    hindsight_peer: str = "self_if_alone"  # won rows' peer: self_if_alone (another win of the task, else itself) | other_episode (a slip replay of the scene); careless rows draw among the scene's other wins
     hindsight_contexts: str = "won"  # rows' steps: won (the expert's, as they were) | careless (the careless episodes', the expert's action as target)
     hindsight_swap: float = 0.0  # careless rows: share of episodes shown a parcel-swapped peer, the takes' targets following it
     hindsight_peer_draws: int = 0  # careless rows: peers also from the env's careless demonstrator with this many other careless draws
