@@ -57,7 +57,7 @@ from stepopsd.config import TrainConfig, load_train_config
 from stepopsd.configtree import parse_assignments
 from stepopsd.plot import moving_average
 from stepopsd.run_dir import RunDir, check_model_source
-from stepopsd.lab.stats import PairedDifference, bootstrap_ci, gap_share, paired_difference
+from stepopsd.lab.stats import GapShare, PairedDifference, bootstrap_ci, gap_share, paired_difference
 
 CONTROL = "grpo"
 BOUND = "oracle-full"  # the upper bound: every other arm's gain over the control is read as a share of its gain
@@ -429,7 +429,7 @@ def markdown_section(results: dict, figure: str) -> str:
 
 
 def _share(share: dict) -> str:
-    return f"{share['share']:.0%} [{share['ci_low']:.0%}, {share['ci_high']:.0%}]"
+    return str(GapShare(**share))
 
 
 def _column(metric: str, unit: str) -> str:

@@ -132,7 +132,7 @@ def _score_shared_prefix(
         return [scored[w.insert_at - start - keep_from - 1:w.end - start - keep_from - 1] for w in windows]
     prefix = token_ids[start:max(w.insert_at for w in windows)]
     keyword = cache_keyword(model)
-    cache = getattr(model(input_ids=prefix[None].to(device), use_cache=True, logits_to_keep=1), keyword)
+    cache = prefix_cache(model, prefix)
     results: list[torch.Tensor] = []
     for chunk_start in range(0, len(windows), max_rows_per_pass):
         chunk = windows[chunk_start:chunk_start + max_rows_per_pass]

@@ -237,7 +237,7 @@ def corrected_rows(
     the right choice where the episode slipped (:func:`expert_response` renders it).
 
     In a ``swap_share`` of the episodes (drawn with ``seed``) the block shows the peer with its parcel
-    choices swapped (:func:`stepopsd.lab.credit_audit.swapped_parcels`, the audit's null) and each ``verb``
+    choices swapped (:func:`swapped_parcels`, the audit's null) and each ``verb``
     target is the swapped peer's kept choice in that errand (:func:`peer_choice`): there the peer alone
     tells the target, so a tiny teacher must read the peer rather than take the block as a cue to read
     the clue carefully (an LLM reads a peer without being trained to).
