@@ -65,6 +65,11 @@ SETUPS = {
         "The third ErrandChain teacher before RL (peers with recovered mistakes, as RL's wins hold)",
         "learning-errandchain-eight", {"algorithm.peer_view": "actions"}, ("none", "peer_trajectory", "swapped_peer"),
         0.8, "figures/credit-audit-errandchain-eight-teacher-draws.png"),
+    # the third teacher's phase run 2000 steps longer (5000 in all, 1.5 passes over its rows)
+    "errandchain-eight-teacher-longer": AuditSetup(
+        "The third ErrandChain teacher after a longer second phase (5000 steps)",
+        "learning-errandchain-eight", {"algorithm.peer_view": "actions"}, ("none", "peer_trajectory", "swapped_peer"),
+        0.8, "figures/credit-audit-errandchain-eight-teacher-longer.png"),
 }
 BEHAVIOURS = {  # --behaviour: who plays the audited episodes, as the docs say it
     "policy": "the start model plays its own episodes, sampled as in RL, and is the teacher (the stale snapshot "
