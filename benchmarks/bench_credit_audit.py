@@ -70,6 +70,11 @@ SETUPS = {
         "The third ErrandChain teacher after a longer second phase (5000 steps)",
         "learning-errandchain-eight", {"algorithm.peer_view": "actions"}, ("none", "peer_trajectory", "swapped_peer"),
         0.8, "figures/credit-audit-errandchain-eight-teacher-longer.png"),
+    # the fourth: the third's rows with the peer written as the deliveries its env accepted
+    "errandchain-eight-teacher-outcomes": AuditSetup(
+        "The fourth ErrandChain teacher before RL (the peer written as what it delivered)",
+        "learning-errandchain-eight", {"algorithm.peer_view": "outcomes"}, ("none", "peer_trajectory", "swapped_peer"),
+        0.8, "figures/credit-audit-errandchain-eight-teacher-outcomes.png"),
 }
 BEHAVIOURS = {  # --behaviour: who plays the audited episodes, as the docs say it
     "policy": "the start model plays its own episodes, sampled as in RL, and is the teacher (the stale snapshot "

@@ -150,7 +150,7 @@ class AlgorithmConfig:
     hindsight_for: str = "failed"  # who gets a peer: failed (of mixed groups) | failed_and_won (a win too: its cleanest other win)
     correctness_line: bool = True  # put "final_correctness: ..." in the peer_trajectory block
     peer_token_budget: int = 1024  # max tokens of the peer text (middle truncated beyond)
-    peer_view: str = "steps"  # the peer as written in the block: steps (thought, action, observation) | actions (one line per step)
+    peer_view: str = "steps"  # the peer in the block: steps | actions (one line per step) | outcomes (info["outcome"])
     step_budget: str = "equal_step_mean_abs"  # per-step credit budget: equal_step_mean_abs | conserved_step_share | none
     budget_clip: float = 2.0  # C: step factors c_k clipped to [1/C, C]
     opd_beta: float = 0.1  # opd: additive coefficient of Delta

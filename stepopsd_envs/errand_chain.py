@@ -65,6 +65,9 @@ episode-level "careless mode" that makes one mistake predict the next. Info keys
 ``decisive``         (step) this step took a parcel, right or wrong
 ``mistake``          (step) this step took a wrong parcel (also in won episodes)
 ``recovered``        (step) this step returned a wrongly taken parcel
+``outcome``          (step, a delivery the env accepted) what it achieved, as its observation
+                     says it: ``the <place>'s parcel for the <dest>: parcel N`` (the hindsight
+                     peer view ``outcomes`` writes these lines)
 ===================  ==========================================================
 
 ``task_type`` is ``chain``; ``task_id`` is ``chain-<scene seed>``.
@@ -212,12 +215,15 @@ class ErrandChainEnv(TextEnv):
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """Advance one turn with the model's raw output; adds the step labels and the demonstrators."""
         self._labels = {"decisive": False, "mistake": False, "recovered": False}
+        self._outcome = None
         errand = self._errand
         observation, reward, terminated, _, info = super().step(action)  # checks action and call order
         assert self.scene is not None
         self._steps += 1
         truncated = not terminated and self._steps >= self.step_limit
         info.update(self._labels, errand=errand, clue_format=self.scene.errands[errand].clue.format)
+        if self._outcome is not None:
+            info["outcome"] = self._outcome
         if not terminated:
             info.update(self._demonstrators())
         return observation, reward, terminated, truncated, info
@@ -266,6 +272,7 @@ class ErrandChainEnv(TextEnv):
             return (f"You carry parcel {parcel} to the {errand.dest}. This is not the parcel for the {errand.dest}. "
                     f"Wrong parcels taken: {self._wrong_takes}; at most {self.mistake_budget} are allowed.")
         self._errand, self._holding, self._took_here = self._errand + 1, None, False
+        self._outcome = f"the {errand.place}'s parcel for the {errand.dest}: parcel {parcel}"
         delivered = f"You deliver parcel {parcel} to the {errand.dest}."
         if self._errand == self.num_errands:
             return f"{delivered} All {self.num_errands} errands are done."

@@ -156,6 +156,26 @@ def test_swapped_peer_changes_every_take_and_its_own_lines_only():
     assert len({swapped_parcels(peer, seed).steps[1].action for seed in range(20)}) == 2  # both other parcels drawn
 
 
+def test_a_swapped_peer_reports_the_swapped_parcel_in_its_outcomes():
+    """The outcomes view of a swapped peer names the parcel its swapped deliveries carry."""
+    import re
+
+    from stepopsd.algo.hindsight import render_peer_outcomes
+    from stepopsd.lab.hindsight_rows import swapped_parcels
+
+    peer = _errand_peer()
+    delivered = {2: "the bank's parcel for the cafe: parcel 2", 7: "the school's parcel for the cafe: parcel 3"}
+    peer = dataclasses.replace(peer, steps=tuple(
+        dataclasses.replace(step, info={**step.info, "outcome": delivered[k]}) if k in delivered else step
+        for k, step in enumerate(peer.steps)))
+    assert render_peer_outcomes(peer) == "\n".join(delivered.values())
+    for seed in range(5):
+        swapped = swapped_parcels(peer, seed)
+        kept = [re.match(r"deliver (parcel \d)", swapped.steps[k].action).group(1) for k in delivered]
+        assert render_peer_outcomes(swapped) == "\n".join(
+            line.rsplit(": ", 1)[0] + f": {parcel}" for line, parcel in zip(delivered.values(), kept))
+
+
 def test_the_controls_are_a_registry_and_a_peer_without_takes_swaps_to_itself():
     from stepopsd.lab.credit_audit import CONTROLS, HINDSIGHT_CONTROLS
 

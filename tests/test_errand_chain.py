@@ -291,3 +291,24 @@ def test_another_careless_draw_is_another_careless_demonstrator_of_the_same_scen
     assert again == first  # draw 0 is the default
     assert other[0][0] == first[0][0]  # the same scene: the same first observation
     assert [i.get("mistake") for i in other[1]] != [i.get("mistake") for i in first[1]]  # other errands careless
+
+
+def test_only_an_accepted_delivery_reports_its_outcome_as_its_observation_says_it():
+    """info["outcome"] (what the hindsight view ``outcomes`` writes): one line per errand of a careless win,
+    on the delivery the env accepted, naming the kept parcel; a rejected delivery reports none."""
+    env = make_env(4, 3, mistake_budget=6)
+    rejected = 0
+    for seed in range(10):
+        observations, infos, _ = play(env, seed, "careless_action", careless=True)
+        plan = infos[0]["expert_actions"]
+        for observation, info in zip(observations[1:], infos[1:]):
+            delivered = re.match(r"You deliver parcel (\d) to the ([a-z ]+)\.", observation)
+            rejected += observation.startswith("You carry parcel") and "This is not" in observation
+            assert ("outcome" in info) == bool(delivered)
+            if delivered:
+                go, take, deliver = plan[3 * info["errand"]:3 * info["errand"] + 3]
+                place = go.removeprefix("go to ")
+                assert deliver == f"{take.replace('take', 'deliver')} to {delivered.group(2)}"
+                assert info["outcome"] == f"the {place}'s parcel for the {delivered.group(2)}: parcel {delivered.group(1)}"
+        assert sum("outcome" in info for info in infos) == 4 and infos[-1]["won"]
+    assert rejected > 0  # the careless demonstrator's wrong deliveries were seen, and reported nothing

@@ -129,6 +129,20 @@ def test_the_actions_view_writes_one_line_per_step_and_keeps_a_long_peer_whole()
     assert rows and all(_holds(row.token_ids, block) for row in rows)
 
 
+def test_the_outcomes_view_writes_what_the_env_reported_and_refuses_a_peer_without_it():
+    from stepopsd.algo.hindsight import PEER_VIEWS
+
+    failed, peer = make_group(0, [False, True], num_steps=4)
+    with pytest.raises(ValueError, match=r"trajectory g0/1 .*no step has info\['outcome'\]"):
+        PEER_VIEWS["outcomes"](peer)
+    peer = dataclasses.replace(peer, steps=tuple(
+        dataclasses.replace(step, info={**step.info, "outcome": f"errand {k} done"}) if k % 2 else step
+        for k, step in enumerate(peer.steps)))
+    assert PEER_VIEWS["outcomes"](peer) == "errand 1 done\nerrand 3 done"
+    assert hindsight_text(failed, [failed, peer], "peer_trajectory", peer_view="outcomes") == hindsight_block(
+        "incorrect", "errand 1 done\nerrand 3 done")
+
+
 def _holds(ids, part) -> bool:
     return any(list(ids[i:i + len(part)]) == list(part) for i in range(len(ids) - len(part) + 1))
 

@@ -93,7 +93,20 @@ def render_peer_actions(peer: Trajectory) -> str:
     return "\n".join(f"step {step.index + 1}: {step.action}" for step in peer.steps)
 
 
-PEER_VIEWS: dict[str, Callable[[Trajectory], str]] = {"steps": render_peer, "actions": render_peer_actions}
+def render_peer_outcomes(peer: Trajectory) -> str:
+    """What the peer's steps achieved, one line per step whose env reported it in ``info["outcome"]``
+    (view ``outcomes``): a win that recovered from a mistake shows only what it kept, which the
+    ``actions`` view leaves to the reader to work out from the order of its steps."""
+    lines = [step.info["outcome"] for step in peer.steps if step.info.get("outcome")]
+    if not lines:
+        raise ValueError(f"trajectory {peer.trajectory_id} ({peer.env_id}): no step has info['outcome']; "
+                         "peer_view 'outcomes' needs an env that reports what a step achieved "
+                         "(stepopsd/ErrandChain-v0 does); use 'steps' or 'actions'")
+    return "\n".join(lines)
+
+
+PEER_VIEWS: dict[str, Callable[[Trajectory], str]] = {"steps": render_peer, "actions": render_peer_actions,
+                                                      "outcomes": render_peer_outcomes}
 
 
 def truncate_middle(text: str, max_tokens: int, count_tokens: Callable[[str], int]) -> str:

@@ -123,9 +123,10 @@ def swapped_parcels(peer: Trajectory, seed: int) -> Trajectory:
     Each ``take parcel N`` becomes ``take parcel M``, M drawn (seeded by ``seed`` and the peer's id)
     among the other parcel numbers the peer's text names (N + 1 if it names none). M replaces N in
     the thought, response and action of the take and of the steps after it, up to the last one
-    before the next take whose action names parcel N (its deliver, return or move), and in the
+    before the next take whose action names parcel N (its deliver, return or move), in the
     first mention of parcel N in those steps' observations (the held parcel; a counter's listing
-    after it stays). Everything else, token ids included, is the peer's: the swap is for rendering.
+    after it stays) and in their ``info["outcome"]`` (the delivery, for the ``outcomes`` view).
+    Everything else, token ids included, is the peer's: the swap is for rendering.
     """
     numbers = sorted({int(n) for n in PARCEL_NUMBER.findall(render_peer(peer))})
     rng = random.Random(f"{seed}/{peer.trajectory_id}")
@@ -139,9 +140,10 @@ def swapped_parcels(peer: Trajectory, seed: int) -> Trajectory:
         last = max(k for k in following if held.search(steps[k].action))
         for k in range(first, last + 1):
             step, new = steps[k], f"parcel {swapped}"
+            info = {**step.info, "outcome": held.sub(new, step.info["outcome"])} if "outcome" in step.info else step.info
             steps[k] = dataclasses.replace(step, thought=held.sub(new, step.thought), action=held.sub(new, step.action),
                                            response=held.sub(new, step.response),
-                                           observation=held.sub(new, step.observation, count=1))
+                                           observation=held.sub(new, step.observation, count=1), info=info)
     return dataclasses.replace(peer, steps=tuple(steps))
 
 
