@@ -68,7 +68,8 @@ def test_one_seed_is_audited_then_reported_into_its_docs_section(tiny_model_dir,
 
 
 @pytest.mark.parametrize("setup", ["errandchain-eight-hindsight", "errandchain-eight-teacher",
-                                   "errandchain-eight-teacher-draws"])
+                                   "errandchain-eight-teacher-draws",
+                                   "errandchain-eight-teacher-longer"])
 def test_the_errandchain_start_audits_in_the_docs_are_what_their_archives_recompute(audit, setup):
     """docs/benchmarks.md's table and reading of each ErrandChain teacher's audit come from its archived records."""
     from stepopsd.lab.credit_audit import markdown_table, summarize_clusters
