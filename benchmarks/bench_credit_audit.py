@@ -47,34 +47,30 @@ class AuditSetup:
     figure: str  # under docs/
 
 
+TEACHER_AUDITS = {  # setup -> (title, peer view): an ErrandChain start's teacher, audited on its own rollouts before RL
+    # the benchmark's start trained with hindsight rows
+    "errandchain-eight-hindsight": (
+        "The ErrandChain start's teacher before RL (eight errands, hindsight rows, its own rollouts)", "actions"),
+    # the second: hindsight rows cut from the careless episodes, half with a swapped peer
+    "errandchain-eight-teacher": (
+        "The second ErrandChain teacher before RL (rows from the careless episodes, half with a swapped peer)",
+        "actions"),
+    # the third: its rows' peers also the careless demonstrator's wins of other careless draws
+    "errandchain-eight-teacher-draws": (
+        "The third ErrandChain teacher before RL (peers with recovered mistakes, as RL's wins hold)", "actions"),
+    # the third teacher's phase run 2000 steps longer (5000 in all, 1.5 passes over its rows)
+    "errandchain-eight-teacher-longer": (
+        "The third ErrandChain teacher after a longer second phase (5000 steps)", "actions"),
+    # the fourth: the third's rows with the peer written as the deliveries its env accepted
+    "errandchain-eight-teacher-outcomes": (
+        "The fourth ErrandChain teacher before RL (the peer written as what it delivered)", "outcomes"),
+}
 SETUPS = {
     "credit-lab": AuditSetup("Credit lab: where StepOPSD's credit lands (ForkedErrand, hidden answer)", "credit-lab",
                              {}, HINDSIGHT_CONTROLS, 0.85, "figures/credit_lab.png"),
-    # the ErrandChain benchmark's start trained with hindsight rows, audited on its own rollouts before any RL
-    "errandchain-eight-hindsight": AuditSetup(
-        "The ErrandChain start's teacher before RL (eight errands, hindsight rows, its own rollouts)",
-        "learning-errandchain-eight", {"algorithm.peer_view": "actions"}, ("none", "peer_trajectory", "swapped_peer"),
-        0.8, "figures/credit-audit-errandchain-eight-hindsight.png"),
-    # the same audit of the second teacher: hindsight rows cut from the careless episodes, half with a swapped peer
-    "errandchain-eight-teacher": AuditSetup(
-        "The second ErrandChain teacher before RL (rows from the careless episodes, half with a swapped peer)",
-        "learning-errandchain-eight", {"algorithm.peer_view": "actions"}, ("none", "peer_trajectory", "swapped_peer"),
-        0.8, "figures/credit-audit-errandchain-eight-teacher.png"),
-    # the third: its rows' peers also the careless demonstrator's wins of other careless draws
-    "errandchain-eight-teacher-draws": AuditSetup(
-        "The third ErrandChain teacher before RL (peers with recovered mistakes, as RL's wins hold)",
-        "learning-errandchain-eight", {"algorithm.peer_view": "actions"}, ("none", "peer_trajectory", "swapped_peer"),
-        0.8, "figures/credit-audit-errandchain-eight-teacher-draws.png"),
-    # the third teacher's phase run 2000 steps longer (5000 in all, 1.5 passes over its rows)
-    "errandchain-eight-teacher-longer": AuditSetup(
-        "The third ErrandChain teacher after a longer second phase (5000 steps)",
-        "learning-errandchain-eight", {"algorithm.peer_view": "actions"}, ("none", "peer_trajectory", "swapped_peer"),
-        0.8, "figures/credit-audit-errandchain-eight-teacher-longer.png"),
-    # the fourth: the third's rows with the peer written as the deliveries its env accepted
-    "errandchain-eight-teacher-outcomes": AuditSetup(
-        "The fourth ErrandChain teacher before RL (the peer written as what it delivered)",
-        "learning-errandchain-eight", {"algorithm.peer_view": "outcomes"}, ("none", "peer_trajectory", "swapped_peer"),
-        0.8, "figures/credit-audit-errandchain-eight-teacher-outcomes.png"),
+    **{setup: AuditSetup(title, "learning-errandchain-eight", {"algorithm.peer_view": view},
+                         ("none", "peer_trajectory", "swapped_peer"), 0.8, f"figures/credit-audit-{setup}.png")
+       for setup, (title, view) in TEACHER_AUDITS.items()},
 }
 BEHAVIOURS = {  # --behaviour: who plays the audited episodes, as the docs say it
     "policy": "the start model plays its own episodes, sampled as in RL, and is the teacher (the stale snapshot "
