@@ -110,7 +110,7 @@ def careless_replays(policy: Policy, envs: Sequence, tasks: Sequence[Task], roll
     the peers RL's groups show the teacher."""
     replays = [dataclasses.replace(task, options={**task.options, "careless": True, "careless_draw": draw})
                for draw in range(1, draws + 1) for task in tasks]
-    return expert_trajectories(policy, envs, replays, rollout, careless_verb="take", careless_choice="env")
+    return expert_trajectories(policy, envs, replays, rollout, careless_choice="env")
 
 
 TAKE = re.compile(r"^take parcel (\d+)\b")

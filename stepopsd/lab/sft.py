@@ -29,7 +29,7 @@ def expert_responder(policy: Policy, protocol, thought_template: str = EXPERT_TH
     """Answers each turn with the env's expert action (:class:`stepopsd_envs.contract.ExpertReplay`;
     :class:`stepopsd.lab.careless.CarelessDemonstrator`, careless at ``careless_verb`` commands when given: the first in sight, or with
     ``careless_choice="random_wrong"`` a wrong one drawn per episode, seeded by its index; with
-    ``careless_choice="env"`` the env's own careless demonstrator).
+    ``careless_choice="env"``, verb or none, the env's own careless demonstrator).
 
     Each turn is :func:`expert_sample`'s.
     """
@@ -39,10 +39,10 @@ def expert_responder(policy: Policy, protocol, thought_template: str = EXPERT_TH
         samples = []
         for request in requests:
             if request.episode not in experts:
-                if careless_verb is None:
-                    experts[request.episode] = ExpertReplay()
-                elif careless_choice == "env":
+                if careless_choice == "env":
                     experts[request.episode] = CarelessDemonstrator(env_careless=True)
+                elif careless_verb is None:
+                    experts[request.episode] = ExpertReplay()
                 else:
                     rng = random.Random(request.episode) if careless_choice == "random_wrong" else None
                     experts[request.episode] = CarelessDemonstrator(careless_verb, rng)
@@ -66,7 +66,7 @@ def expert_trajectories(policy: Policy, envs: Sequence[gymnasium.Env], tasks: Se
                         careless_choice: str = "first") -> list[Trajectory]:
     """Expert episodes as token-exact schema trajectories (same layout as model rollouts);
     a careless demonstrator's with ``careless_verb`` (:func:`stepopsd.lab.careless.careless_action`,
-    ``careless_choice`` as in :func:`expert_responder`).
+    ``careless_choice`` as in :func:`expert_responder`) or with ``careless_choice="env"`` (the env's own).
 
     Tasks are played ``len(envs) // group_size`` at a time, so a few envs serve many episodes.
     """
