@@ -96,8 +96,7 @@ def lab_config(seed: int, args):
 
 def warm_start(seed: int, folder: Path, config, started: float):
     """The tiny model, SFT-warmed by the one warm start (expert + hindsight rows); saved for resuming."""
-    from stepopsd.policy import load_policy
-    from stepopsd.lab.sft import save_policy
+    from stepopsd.policy import load_policy, save_policy
     from stepopsd.lab.tiny import build_tiny_model
     from stepopsd.lab.warm_start import sft_warm_start
 

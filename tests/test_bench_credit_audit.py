@@ -67,6 +67,18 @@ def test_one_seed_is_audited_then_reported_into_its_docs_section(tiny_model_dir,
     assert (tmp_path / "docs" / "figures" / "credit_lab.png").is_file()
 
 
+@pytest.mark.integration
+def test_a_seed_without_a_start_model_builds_and_warms_its_own(tmp_path):
+    """The credit lab's own path: build the tiny model, SFT it, save it beside the record, audit."""
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, str(BENCHMARKS / "bench_credit_audit.py"), "--seeds", "0", "--groups", "1",
+                    "--sft-steps", "2", "--behaviour", "guessing-expert", "--out", str(out)],
+                   check=True, cwd=tmp_path, timeout=600, capture_output=True)
+    record = json.loads((out / "seed-0.json").read_text())
+    assert record["sft_steps"] == 2 and record["num_trajectories"] == 8
+    assert (out / "seed-0" / "sft_model" / "model.safetensors").is_file()
+
+
 @pytest.mark.parametrize("setup", ["errandchain-eight-hindsight", "errandchain-eight-teacher",
                                    "errandchain-eight-teacher-draws",
                                    "errandchain-eight-teacher-longer"])
