@@ -81,7 +81,7 @@ def test_a_seed_without_a_start_model_builds_and_warms_its_own(tmp_path):
 
 @pytest.mark.parametrize("setup", ["errandchain-eight-hindsight", "errandchain-eight-teacher",
                                    "errandchain-eight-teacher-draws",
-                                   "errandchain-eight-teacher-longer"])
+                                   "errandchain-eight-teacher-longer", "errandchain-eight-teacher-outcomes"])
 def test_the_errandchain_start_audits_in_the_docs_are_what_their_archives_recompute(audit, setup):
     """docs/benchmarks.md's table and reading of each ErrandChain teacher's audit come from its archived records."""
     from stepopsd.lab.credit_audit import markdown_table, summarize_clusters
