@@ -53,3 +53,22 @@ def test_the_readme_alfworld_quickstart_figures_are_the_archived_runs():
     summary = json.loads((reverdict.ARCHIVES / "quickstart-alfworld" / "summary.json").read_text())
     readme = " ".join((reverdict.ROOT / "README.md").read_text().split())
     assert f"{summary['success_before']['All']:.1f}% -> {summary['success_after']['All']:.1f}% greedy on 36 held-out games" in readme
+
+
+def test_the_readme_testbed_figures_are_the_archived_runs_and_audits():
+    """README's first paragraph: the bound's gain on ErrandChain, and the best teacher audit among those it counts."""
+    from stepopsd.lab.credit_audit import summarize_clusters
+
+    late = json.loads(reverdict.RECORD.read_text())
+    bound = next(a for a in late["archives"] if a["archive"].endswith("errandchain-eight-late"))["arms"]["oracle-full"]
+    low, high = bound["late"]["t_interval"]
+    readme = " ".join((reverdict.ROOT / "README.md").read_text().split())
+    assert (f"**{bound['late']['mean']:+.1f} points** of sampled success over iterations 9-20 (8 paired seeds, "
+            f"t-interval [{low:+.1f}, {high:+.1f}], sign-flip p = {bound['late']['p_sign_flip']:.2g})") in readme
+    audits = reverdict.ARCHIVES / "credit-audit"
+    teachers = ["errandchain-eight-hindsight", "errandchain-eight-teacher", "errandchain-eight-teacher-draws",
+                "errandchain-eight-teacher-longer", "errandchain-eight-teacher-outcomes"]
+    best = max(summarize_clusters([json.loads(path.read_text())["per_trajectory"]
+                                   for path in sorted((audits / teacher).glob("seed-*.json"))])
+               ["peer_trajectory"]["delta"]["mean"] for teacher in teachers)
+    assert f"the best of five ranks the mistaken steps at **AUC {best:.3f}**" in readme
