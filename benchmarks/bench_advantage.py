@@ -11,7 +11,8 @@ mixed, so every trajectory is rescored: the worst case), byte-level tokens, a ti
 * efficient (shared prefix) vs naive (one full forward per step) rescoring on the same
   trajectories, and the speedup.
 
-Run: ``python benchmarks/bench_advantage.py [--peer-token-budget 256] [--threads 1]``.
+Run: ``python benchmarks/bench_advantage.py [--peer-token-budget 256] [--threads 1] [--record FILE]``
+(``--record``: the figures as JSON, with the command and commit, :func:`record.write_record`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from stepopsd.config import AlgorithmConfig  # noqa: E402
 from stepopsd.algo.hindsight import hindsight_text  # noqa: E402
 from stepopsd.algo.rescore import step_windows, teacher_logprobs, teacher_logprobs_naive  # noqa: E402
 from stepopsd.algo.segment import target_mask_and_step_ids  # noqa: E402
+from record import write_record  # noqa: E402
 
 WORDS = "go to take open close look put heat cool clean mug shelf desk apple box drawer fridge sink".split()
 SYSTEM = ("You are a household agent. Reason inside <think> </think>, then give exactly one action inside "
@@ -77,6 +79,7 @@ def main() -> None:
     parser.add_argument("--naive-trajectories", type=int, default=16, help="trajectories timed on both rescoring paths")
     parser.add_argument("--rows-per-pass", type=int, default=1, help="AlgorithmConfig.max_rows_per_pass (1 is fastest on CPU)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--record", type=Path, default=None, help="write the figures as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -111,12 +114,16 @@ def main() -> None:
 
     correctness_only = [byte_ids(f"<hindsight>\nfinal_correctness: {'correct' if t.success else 'incorrect'}\n</hindsight>\n")
                         for t in batch]
-    for label, blocks in (("peer block", hindsight), ("correctness line only", correctness_only)):
-        compare_paths(model, batch[:args.naive_trajectories], blocks, config, label)
+    paths = {label: compare_paths(model, batch[:args.naive_trajectories], blocks, config, label)
+             for label, blocks in (("peer block", hindsight), ("correctness line only", correctness_only))}
+    if args.record is not None:
+        write_record(args.record, {"trajectories": len(batch), "steps": args.steps, "threads": args.threads,
+                                   "grpo_s": grpo_s, "stepopsd_s": step_s, "bound_s": bound_s,
+                                   "stepopsd_over_bound": step_s / bound_s, "rescoring": paths})
 
 
-def compare_paths(model, trajectories, blocks, config, label: str) -> None:
-    """Efficient vs naive rescoring, and efficient vs the bound, on the same trajectories."""
+def compare_paths(model, trajectories, blocks, config, label: str) -> dict[str, float]:
+    """Efficient vs naive rescoring, and efficient vs the bound, on the same trajectories; printed and returned."""
     jobs = [(t, step_windows(t, target_mask_and_step_ids(t, config.span_mode)[0]), h) for t, h in zip(trajectories, blocks)]
     fast_s, _ = timed(lambda: [teacher_logprobs(model, t.token_ids, w, h, max_rows_per_pass=config.max_rows_per_pass)
                                for t, w, h in jobs])
@@ -132,6 +139,9 @@ def compare_paths(model, trajectories, blocks, config, label: str) -> None:
     print(f"rescoring {len(jobs)} trajectories, {label} (H = {sum(map(len, blocks[:len(jobs)])) / len(jobs):.0f}): "
           f"efficient {fast_s:.2f} s, naive {naive_s:.2f} s, speedup {naive_s / fast_s:.2f}x "
           f"(token-count speedup {naive_tokens / fast_tokens:.2f}x); efficient / bound = {fast_s / bound_s:.2f}")
+    return {"hindsight_tokens": sum(map(len, blocks[:len(jobs)])) / len(jobs), "efficient_s": fast_s,
+            "naive_s": naive_s, "speedup": naive_s / fast_s, "token_speedup": naive_tokens / fast_tokens,
+            "efficient_over_bound": fast_s / bound_s}
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ and resident memory over repeated episodes (must stay flat: one engine per env, 
 
     ALFWORLD_DATA=../shared/data/alfworld python benchmarks/bench_alfworld.py            # ~4 min
     python benchmarks/bench_alfworld.py --memory-episodes 1000                            # long leak run
+
+``--record FILE`` also writes the figures as JSON, with the command and commit (:func:`record.write_record`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import stepopsd_envs  # noqa: F401  (registers the envs)
 from stepopsd_envs.alfworld.engine import AlfredEngine, uncached
 from stepopsd_envs.alfworld.games import official_games
 from stepopsd_envs.alfworld.generate import generated_games
+from record import write_record
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alfworld"
 
@@ -132,7 +135,7 @@ def memory_per_env(games, count: int = 4) -> float:
     return (psutil.Process().memory_info().rss - before) / count / 2**20
 
 
-def report(label: str, games: list[Path], vector_steps: int) -> None:
+def report(label: str, games: list[Path], vector_steps: int) -> dict:
     plans = walkthroughs(games)
     with uncached():
         plain = bench_bare(games, plans)
@@ -150,6 +153,8 @@ def report(label: str, games: list[Path], vector_steps: int) -> None:
     double = bench_steady_steps(games, 2, vector_steps, vector=True)
     print(f"single env {single:.1f} steps/s; AsyncVectorEnv x2 {double:.1f} steps/s; speedup {double / single:.2f}x "
           f"(goal >= 1.7x)")
+    return {"games": len(games), "uncached": plain, "bare": bare, "ours": ours, "wrapper_overhead": overhead,
+            "single_steps_per_s": single, "async2_steps_per_s": double, "async2_speedup": double / single}
 
 
 def main() -> None:
@@ -159,24 +164,28 @@ def main() -> None:
     parser.add_argument("--generated-per-type", type=int, default=4)
     parser.add_argument("--vector-steps", type=int, default=150, help="steps per env in the vector comparison")
     parser.add_argument("--memory-episodes", type=int, default=100, help="episodes of the memory run (1000 for the leak check)")
+    parser.add_argument("--record", type=Path, default=None, help="write the figures as JSON here")
     args = parser.parse_args()
     print(f"cpus: {os.cpu_count()}  numpy {np.__version__}  gymnasium {gymnasium.__version__}")
 
     generated = generated_games(args.generated_per_type, seed=0)
-    report("generated games", generated, args.vector_steps)
+    figures = {"cpus": os.cpu_count(), "generated": report("generated games", generated, args.vector_steps)}
     if (Path(args.data_dir) / "json_2.1.1").is_dir():
         unseen = official_games("valid_unseen", data_dir=args.data_dir)
         real = unseen[:: max(1, len(unseen) // args.real_games)][: args.real_games]
-        report("real valid_unseen games", real, args.vector_steps // 3)
+        figures["real"] = report("real valid_unseen games", real, args.vector_steps // 3)
     else:
         print(f"\n(no official games at {args.data_dir}: real-game figures skipped)")
 
-    print(f"\n== memory per extra env (generated game loaded): {memory_per_env(generated):.1f} MB")
+    per_env = memory_per_env(generated)
+    print(f"\n== memory per extra env (generated game loaded): {per_env:.1f} MB")
     marks = bench_memory(generated, args.memory_episodes)
     rss = psutil.Process().memory_info().rss / 2**20
     print(f"\n== memory over {args.memory_episodes} episodes (generated games, one env): RSS MB at each tenth: "
           + " ".join(f"{mark:.0f}" for mark in marks))
     print(f"growth from first to last tenth: {marks[-1] - marks[0]:+.1f} MB (process RSS now {rss:.0f} MB)")
+    if args.record is not None:
+        write_record(args.record, {**figures, "memory_per_env_mb": per_env, "memory_marks_mb": marks})
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
 """docs/benchmarks.md's issue-39 figures are those of the records the benchmarks wrote (benchmarks/results/performance)."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "benchmarks" / "results" / "performance"
@@ -65,3 +69,30 @@ def test_the_quickstart_shared_prefix_figures_are_their_record():
                 f"StepOPSD / GRPO {record['stepopsd_over_grpo']:.2f}x")
     assert sentence in " ".join(section.split()) and record["commit"] in section
 
+
+
+def _bench(script: str, tmp_path: Path, *args: str) -> dict:
+    record = tmp_path / "record.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--record", str(record)],
+                   check=True, cwd=ROOT, timeout=300, capture_output=True)
+    return json.loads(record.read_text())
+
+
+
+@pytest.mark.integration
+def test_bench_advantage_records_what_it_prints(tmp_path):
+    record = _bench("bench_advantage.py", tmp_path, "--groups", "1", "--group-size", "2", "--steps", "2",
+                    "--naive-trajectories", "2")
+    assert record["command"].startswith("python ") and "--groups 1" in record["command"] and record["commit"]
+    assert record["trajectories"] == 2 and record["stepopsd_over_bound"] == record["stepopsd_s"] / record["bound_s"]
+    for path in record["rescoring"].values():
+        assert path["speedup"] == path["naive_s"] / path["efficient_s"] and path["token_speedup"] > 1
+
+
+@pytest.mark.integration
+def test_bench_alfworld_records_what_it_prints(tmp_path):
+    record = _bench("bench_alfworld.py", tmp_path, "--generated-per-type", "1", "--vector-steps", "4",
+                    "--memory-episodes", "2", "--data-dir", str(tmp_path / "no-games"))
+    generated = record["generated"]
+    assert "real" not in record and generated["games"] >= 1 and len(record["memory_marks_mb"]) == 2
+    assert generated["async2_speedup"] == generated["async2_steps_per_s"] / generated["single_steps_per_s"]
