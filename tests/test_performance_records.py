@@ -117,3 +117,19 @@ def test_the_errandchain_benchmark_wall_time_is_its_idle_record():
         rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
         assert run["sampled_success"] == [100.0 * row["rollout/success"] for row in rows if "rollout/success" in row]
         assert run["final"] == json.loads((folder / "summary.json").read_text())["success_after"]["All"]
+
+
+def test_the_idle_advantage_and_alfworld_figures_are_their_records():
+    section = " ".join(_section().split())
+    advantage = _record("advantage-stage")
+    peer, line = advantage["rescoring"]["peer block"], advantage["rescoring"]["correctness line only"]
+    assert f"| {advantage['stepopsd_s']:.1f} s |" in section
+    assert f"**{advantage['stepopsd_over_bound']:.2f}** | <= 1.1: met |" in section
+    assert f"**{peer['speedup']:.2f}x** (token-count cap {peer['token_speedup']:.2f}x)" in section
+    assert f"{line['speedup']:.2f}x (cap {line['token_speedup']:.2f}x)" in section
+    alfworld = _record("alfworld-engine")
+    generated, real = alfworld["generated"], alfworld["real"]
+    assert (f"**{generated['async2_speedup']:.2f}x** on generated games ({generated['single_steps_per_s']:.1f} -> "
+            f"{generated['async2_steps_per_s']:.1f} steps/s) and **{real['async2_speedup']:.2f}x** on real valid_unseen "
+            f"games ({real['single_steps_per_s']:.1f} -> {real['async2_steps_per_s']:.1f})") in section
+    assert f"{100 * generated['wrapper_overhead']:+.1f}% and {100 * real['wrapper_overhead']:+.1f}%" in section
