@@ -50,14 +50,19 @@ def peer_for(traj: Trajectory, successes: Sequence[Trajectory]) -> Trajectory:
     return next((s for s in successes if s.task_id == traj.task_id and s is not traj), traj)
 
 
-def other_episode_peer(traj: Trajectory, candidates: Sequence[Trajectory]) -> Trajectory | None:
-    """The first won episode of ``traj``'s task among ``candidates`` whose actions differ from ``traj``'s, else None.
+def other_won_episodes(traj: Trajectory, candidates: Sequence[Trajectory]) -> list[Trajectory]:
+    """The won episodes of ``traj``'s task among ``candidates`` whose actions differ from ``traj``'s, in order.
 
     Episodes are told apart by what they did, not by id: a replay of a task may carry the id of its first play.
     """
     actions = [step.action for step in traj.steps]
-    return next((c for c in candidates if c.success and c.task_id == traj.task_id
-                 and [step.action for step in c.steps] != actions), None)
+    return [c for c in candidates if c.success and c.task_id == traj.task_id
+            and [step.action for step in c.steps] != actions]
+
+
+def other_episode_peer(traj: Trajectory, candidates: Sequence[Trajectory]) -> Trajectory | None:
+    """The first of :func:`other_won_episodes`, else None."""
+    return next(iter(other_won_episodes(traj, candidates)), None)
 
 
 @dataclass(frozen=True)
@@ -244,12 +249,10 @@ def corrected_rows(
     tells the target, so a tiny teacher must read the peer rather than take the block as a cue to read
     the clue carefully (an LLM reads a peer without being trained to).
     """
-    candidates = [p for p in peers if p.success]
     rng = random.Random(seed)
     rows: list[Trajectory] = []
     for traj in episodes:
-        actions = [step.action for step in traj.steps]
-        options = [c for c in candidates if c.task_id == traj.task_id and [s.action for s in c.steps] != actions]
+        options = other_won_episodes(traj, peers)
         swapped = rng.random() < swap_share
         if not options or not traj.token_ids:
             continue
