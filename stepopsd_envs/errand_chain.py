@@ -101,6 +101,10 @@ class Errand:
     def describe(self) -> str:
         return f"take the right parcel at the {self.place} to the {self.dest}"
 
+    def outcome(self, parcel: int) -> str:
+        """``info["outcome"]`` of this errand's accepted delivery of ``parcel``."""
+        return f"the {self.place}'s parcel for the {self.dest}: parcel {parcel}"
+
 
 @dataclass(frozen=True, slots=True)
 class ChainScene:
@@ -272,7 +276,7 @@ class ErrandChainEnv(TextEnv):
             return (f"You carry parcel {parcel} to the {errand.dest}. This is not the parcel for the {errand.dest}. "
                     f"Wrong parcels taken: {self._wrong_takes}; at most {self.mistake_budget} are allowed.")
         self._errand, self._holding, self._took_here = self._errand + 1, None, False
-        self._outcome = f"the {errand.place}'s parcel for the {errand.dest}: parcel {parcel}"
+        self._outcome = errand.outcome(parcel)
         delivered = f"You deliver parcel {parcel} to the {errand.dest}."
         if self._errand == self.num_errands:
             return f"{delivered} All {self.num_errands} errands are done."

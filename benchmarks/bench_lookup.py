@@ -1,0 +1,197 @@
+"""Can a model learn the lookup an ErrandChain teacher needs? Find a line in a hindsight block by its key
+and copy its parcel number, trained on short synthetic rows, accuracy on held-out ones.
+
+    python benchmarks/bench_lookup.py --model START --form errand --steps 2000 --record FILE
+    python benchmarks/bench_lookup.py --model START --init random --form copy --steps 3000   # a fresh model of START's size
+
+The check to make before building a teacher from a candidate model (docs/benchmarks.md, issue 41): a
+teacher whose peer is written in the ``outcomes`` view must pick, at a take, the one line of the block for
+the errand it is in and copy its parcel. Forms (``FORMS``):
+
+* ``errand`` -- the real lookup. The block is a generated scene's eight accepted deliveries as the env
+  reports them (``the <place>'s parcel for the <dest>: parcel N``); a question is that errand's arrival
+  sentence without its listing and note (``You arrive at the <place>. On the counter lie 3 parcels for the
+  <dest>.``) and the expert's response up to the parcel number. Only errands whose place and destination
+  are unique in the scene are asked. The key is the pair: places repeat within a scene.
+* ``copy`` -- the simplest lookup: eight distinct place names, lines ``<place>: parcel N``, the question
+  ``<place>: parcel `` written as the line writes it.
+
+Training rows ask every question of a block in turn (one loss per answer); accuracy is the share of
+single-question rows of held-out blocks whose most likely next token is the right digit (chance 1/3).
+Each row is encoded piece by piece (block, question, answer), the same in training and evaluation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import write_record  # noqa: E402
+
+Question = tuple[str, int, str]  # the text before the parcel number, the number, the text after it
+NUM_PARCELS = 3
+EVAL_SEED_OFFSET = 1_000_000  # held-out blocks: seeds no training row uses (training: 0, 1, ...)
+
+
+def errand_block(seed: int) -> tuple[list[str], list[Question]]:
+    from stepopsd_envs.errand_chain import ChainScene
+    from stepopsd_envs.protocol import TagProtocol, expert_text
+
+    scene = ChainScene.generate(seed, num_errands=8, num_parcels=NUM_PARCELS, clue_style="pointer")
+    pairs = [(errand.place, errand.dest) for errand in scene.errands]
+    questions = []
+    for errand in scene.errands:
+        if pairs.count((errand.place, errand.dest)) > 1:
+            continue
+        answer = errand.clue.answer
+        response = expert_text(TagProtocol(), f"take parcel {answer}")
+        before, after = response.split(str(answer), 1)
+        arrival = f"You arrive at the {errand.place}. On the counter lie {NUM_PARCELS} parcels for the {errand.dest}.\n"
+        questions.append((arrival + before, answer, after + "\n"))
+    return [errand.outcome(errand.clue.answer) for errand in scene.errands], questions
+
+
+def copy_block(seed: int) -> tuple[list[str], list[Question]]:
+    from stepopsd_envs.errand_chain import LOCATIONS
+
+    rng = random.Random(seed)
+    keyed = [(place, rng.randint(1, NUM_PARCELS)) for place in rng.sample(LOCATIONS, 8)]
+    return [f"{place}: parcel {n}" for place, n in keyed], [(f"{place}: parcel ", n, "\n") for place, n in keyed]
+
+
+FORMS: dict[str, Callable[[int], tuple[list[str], list[Question]]]] = {"errand": errand_block, "copy": copy_block}
+
+
+class Rows:
+    """Token rows of one form for one tokenizer: ids and (position, target id) pairs per row."""
+
+    def __init__(self, form: str, tokenizer) -> None:
+        from stepopsd.algo.hindsight import hindsight_block
+
+        self.block_of, self.tokenizer, self.hindsight_block = FORMS[form], tokenizer, hindsight_block
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def row(self, seed: int, questions: int | None = None) -> tuple[list[int], list[tuple[int, int]]]:
+        """The block of ``seed`` and its questions in a seeded order (the first ``questions`` of them, else all)."""
+        lines, asked = self.block_of(seed)
+        if not asked:
+            raise ValueError(f"block {seed}: no question to ask")
+        asked = random.Random(seed).sample(asked, len(asked))[:questions]
+        ids, targets = self.encode(self.hindsight_block(None, "\n".join(lines))), []
+        for before, answer, after in asked:
+            ids += self.encode(before)
+            digit = self.encode(str(answer))
+            if len(digit) != 1:
+                raise ValueError(f"the tokenizer writes {answer} as {len(digit)} tokens; the lookup copies one")
+            targets.append((len(ids) - 1, digit[0]))
+            ids += digit + self.encode(after)
+        return ids, targets
+
+
+def batch(rows: list[tuple[list[int], list[tuple[int, int]]]], pad_id: int):
+    """Right-padded ids [B, T] (causal attention: no target reads the padding) and the targets' indices."""
+    width = max(len(ids) for ids, _ in rows)
+    ids = torch.full((len(rows), width), pad_id)
+    for i, (row_ids, _) in enumerate(rows):
+        ids[i, :len(row_ids)] = torch.tensor(row_ids)
+    row_index = torch.tensor([i for i, (_, targets) in enumerate(rows) for _ in targets])
+    position = torch.tensor([p for _, targets in rows for p, _ in targets])
+    target = torch.tensor([t for _, targets in rows for _, t in targets])
+    return ids, row_index, position, target
+
+
+def target_logits(model, ids, row_index, position) -> torch.Tensor:
+    """[N, V] logits at the targets' positions only (the output layer is not run over every token)."""
+    hidden = model.get_decoder()(input_ids=ids).last_hidden_state  # [B, T, H]
+    return model.get_output_embeddings()(hidden[row_index, position])
+
+
+def accuracy(model, eval_batches, device) -> float:
+    model.eval()
+    right = total = 0
+    with torch.no_grad():
+        for ids, row_index, position, target in eval_batches:
+            logits = target_logits(model, ids.to(device), row_index.to(device), position.to(device))
+            right += int((logits.argmax(-1).cpu() == target).sum())
+            total += len(target)
+    model.train()
+    return right / total
+
+
+def load_model(path: str, init: str, device: str, seed: int):
+    from stepopsd.policy import load_policy
+
+    policy = load_policy(path, device=device)
+    if init == "random":
+        from transformers import AutoModelForCausalLM
+
+        torch.manual_seed(seed)
+        return policy.tokenizer, AutoModelForCausalLM.from_config(policy.model.config).to(device)
+    return policy.tokenizer, policy.model
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="a model folder (its tokenizer is used either way)")
+    parser.add_argument("--init", choices=("trained", "random"), default="trained",
+                        help="random: a freshly initialised model of the folder's config")
+    parser.add_argument("--form", choices=tuple(FORMS), default="errand")
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-rows", type=int, default=8, help="blocks per step, every question of each asked")
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--eval-blocks", type=int, default=128, help="held-out single-question rows")
+    parser.add_argument("--seed", type=int, default=0, help="of a random initialisation")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--record", type=Path)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    tokenizer, model = load_model(args.model, args.init, args.device, args.seed)
+    rows = Rows(args.form, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    held_out = [rows.row(EVAL_SEED_OFFSET + i, questions=1) for i in range(args.eval_blocks)]
+    eval_batches = [batch(held_out[i:i + 32], pad_id) for i in range(0, len(held_out), 32)]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
+    params = sum(p.numel() for p in model.parameters())
+    curve = [{"step": 0, "loss": None, "accuracy": accuracy(model, eval_batches, args.device)}]
+    print(f"{args.form} lookup, {params / 1e6:.2f}M parameters ({args.init}): accuracy {curve[0]['accuracy']:.1%} "
+          f"before training (chance {1 / NUM_PARCELS:.0%})", flush=True)
+    started, losses = time.perf_counter(), []
+    for step in range(1, args.steps + 1):
+        ids, row_index, position, target = batch(
+            [rows.row((step - 1) * args.batch_rows + i) for i in range(args.batch_rows)], pad_id)
+        logits = target_logits(model, ids.to(args.device), row_index.to(args.device), position.to(args.device))
+        loss = torch.nn.functional.cross_entropy(logits.float(), target.to(args.device))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if step % args.eval_every == 0 or step == args.steps:
+            window = losses[-args.eval_every:]
+            curve.append({"step": step, "loss": sum(window) / len(window),
+                          "accuracy": accuracy(model, eval_batches, args.device)})
+            print(f"step {step}/{args.steps}  loss {curve[-1]['loss']:.3f}  accuracy {curve[-1]['accuracy']:.1%}  "
+                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+    figures = {"form": args.form, "model": args.model, "init": args.init, "parameters": params, "steps": args.steps,
+               "lr": args.lr, "batch_rows": args.batch_rows, "eval_rows": len(held_out), "chance": 1 / NUM_PARCELS,
+               "seconds": time.perf_counter() - started, "curve": curve}
+    print(f"{args.form} lookup accuracy after {args.steps} steps: {curve[-1]['accuracy']:.1%} "
+          f"(before {curve[0]['accuracy']:.1%}; chance {1 / NUM_PARCELS:.0%})")
+    if args.record:
+        write_record(args.record, figures)
+    return figures
+
+
+if __name__ == "__main__":
+    main()

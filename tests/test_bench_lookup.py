@@ -1,0 +1,70 @@
+"""benchmarks/bench_lookup.py: its blocks are the env's own outcome lines, its questions have one answer, and
+a run writes the curve it prints."""
+
+import json
+
+import pytest
+
+from model_fixtures import tiny_model_dir  # noqa: F401  (pytest fixture)
+
+
+@pytest.fixture(scope="module")
+def lookup():
+    import bench_lookup
+
+    return bench_lookup
+
+
+def _env_outcomes(scene_seed: int) -> list[str]:
+    """What ErrandChain reports, delivery by delivery, when its expert plays the scene."""
+    import gymnasium
+
+    import stepopsd_envs  # noqa: F401  (registers the envs)
+    from stepopsd_envs.protocol import TagProtocol, expert_text
+
+    env = gymnasium.make("stepopsd/ErrandChain-v0", num_errands=8, num_parcels=3, clue_style="pointer").unwrapped
+    _, info = env.reset(seed=0, options={"scene_seed": scene_seed})
+    outcomes = []
+    for action in info["expert_actions"]:
+        _, _, _, _, info = env.step(expert_text(TagProtocol(), action))
+        outcomes += [info["outcome"]] if "outcome" in info else []
+    return outcomes
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_an_errand_block_is_what_the_env_reports_and_each_question_has_its_lines_answer(lookup, seed):
+    lines, questions = lookup.errand_block(seed)
+    assert lines == _env_outcomes(seed)
+    for before, answer, _ in questions:
+        place = before.split("You arrive at the ")[1].split(".")[0]
+        dest = before.split("parcels for the ")[1].split(".")[0]
+        matching = [line for line in lines if line.startswith(f"the {place}'s parcel for the {dest}:")]
+        assert matching == [f"the {place}'s parcel for the {dest}: parcel {answer}"]
+        assert before.endswith("take parcel ")
+
+
+def test_a_copy_block_keys_each_line_by_a_place_of_its_own(lookup):
+    lines, questions = lookup.copy_block(3)
+    assert len({line.split(":")[0] for line in lines}) == len(lines) == 8
+    assert [f"{before}{answer}" for before, answer, _ in questions] == lines
+
+
+def test_a_row_asks_at_the_digit_it_targets(lookup, tiny_model_dir):
+    from stepopsd.policy import load_policy
+
+    rows = lookup.Rows("errand", load_policy(tiny_model_dir).tokenizer)
+    ids, targets = rows.row(5)
+    assert len(targets) == len(lookup.errand_block(5)[1])
+    for position, target in targets:
+        assert ids[position + 1] == target and rows.tokenizer.decode([target]) in "123"
+
+
+@pytest.mark.integration
+def test_a_run_records_the_curve_it_prints(lookup, tiny_model_dir, tmp_path, capsys):
+    record = tmp_path / "lookup.json"
+    figures = lookup.main(["--model", str(tiny_model_dir), "--init", "random", "--form", "copy", "--steps", "2",
+                           "--eval-every", "1", "--eval-blocks", "4", "--record", str(record)])
+    saved = json.loads(record.read_text())
+    assert saved["curve"] == figures["curve"] and [point["step"] for point in saved["curve"]] == [0, 1, 2]
+    assert saved["command"].startswith("python ") and saved["eval_rows"] == 4 and saved["init"] == "random"
+    assert f"copy lookup accuracy after 2 steps: {saved['curve'][-1]['accuracy']:.1%}" in capsys.readouterr().out
