@@ -133,3 +133,22 @@ def test_the_idle_advantage_and_alfworld_figures_are_their_records():
             f"{generated['async2_steps_per_s']:.1f} steps/s) and **{real['async2_speedup']:.2f}x** on real valid_unseen "
             f"games ({real['single_steps_per_s']:.1f} -> {real['async2_steps_per_s']:.1f})") in section
     assert f"{100 * generated['wrapper_overhead']:+.1f}% and {100 * real['wrapper_overhead']:+.1f}%" in section
+
+
+def test_the_errandchain_peer_view_figures_are_their_records():
+    section, text = _section(), " ".join(_section().split())
+    records = {view: _record(f"iteration-errandchain-eight-view-{view}") for view in ("steps", "outcomes")}
+    for view, record in records.items():
+        assert record["commit"] in section and record["command"].count("--iterations 6") == 1
+        assert ("algorithm.peer_view=outcomes" in record["command"]) == (view == "outcomes")
+        grpo, stepopsd = record["runs"]["grpo"], record["runs"]["stepopsd"]
+        for label, figures in ((f"grpo ({view} invocation)", grpo), (f"stepopsd, `{view}` view", stepopsd)):
+            row = next(line for line in section.splitlines() if line.startswith(f"| {label} |"))
+            for stage in ("rollout", "advantages", "update", "iteration"):
+                assert f"{figures[f'{stage}_s']:.2f} s" in row, (label, stage, row)
+        matched = (grpo["iteration_s"] + stepopsd["advantages_s"]) / grpo["iteration_s"]
+        assert f"{matched:.2f}x with `{view}`" in text
+    assert f"seconds per iteration: {records['steps']['stepopsd_over_grpo']:.2f}x** (`steps`)" in text
+    assert f"**{records['outcomes']['stepopsd_over_grpo']:.2f}x** (`outcomes`)" in text
+    stage_ratio = records["steps"]["runs"]["stepopsd"]["advantages_s"] / records["outcomes"]["runs"]["stepopsd"]["advantages_s"]
+    assert f"{stage_ratio:.1f}x" in text
