@@ -99,10 +99,9 @@ class Rows:
 
 def batch(rows: list[tuple[list[int], list[tuple[int, int]]]], pad_id: int):
     """Right-padded ids [B, T] (causal attention: no target reads the padding) and the targets' indices."""
-    width = max(len(ids) for ids, _ in rows)
-    ids = torch.full((len(rows), width), pad_id)
-    for i, (row_ids, _) in enumerate(rows):
-        ids[i, :len(row_ids)] = torch.tensor(row_ids)
+    from stepopsd.algo.rescore import right_pad
+
+    ids = right_pad([torch.tensor(row_ids) for row_ids, _ in rows], max(len(row_ids) for row_ids, _ in rows), pad_id)
     row_index = torch.tensor([i for i, (_, targets) in enumerate(rows) for _ in targets])
     position = torch.tensor([p for _, targets in rows for p, _ in targets])
     target = torch.tensor([t for _, targets in rows for _, t in targets])
