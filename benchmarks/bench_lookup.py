@@ -17,7 +17,9 @@ the errand it is in and copy its parcel. Forms (``FORMS``):
   ``<place>: parcel `` written as the line writes it.
 
 Training rows ask every question of a block in turn (one loss per answer); accuracy is the share of
-single-question rows of held-out blocks whose most likely next token is the right digit (chance 1/3).
+single-question rows of held-out blocks whose most likely next token is the right digit (chance 1/3);
+beside it, for the ``errand`` form, what a reader that matches the place alone, or the destination alone,
+would score (:func:`one_key_accuracy`).
 Each row is encoded piece by piece (block, question, answer), the same in training and evaluation.
 """
 
@@ -41,10 +43,9 @@ EVAL_SEED_OFFSET = 1_000_000  # held-out blocks: seeds no training row uses (tra
 
 
 def errand_block(seed: int) -> tuple[list[str], list[Question]]:
-    from stepopsd_envs.errand_chain import ChainScene
     from stepopsd_envs.protocol import TagProtocol, expert_text
 
-    scene = ChainScene.generate(seed, num_errands=8, num_parcels=NUM_PARCELS, clue_style="pointer")
+    scene = errand_scene(seed)
     pairs = [(errand.place, errand.dest) for errand in scene.errands]
     questions = []
     for errand in scene.errands:
@@ -56,6 +57,27 @@ def errand_block(seed: int) -> tuple[list[str], list[Question]]:
         arrival = f"You arrive at the {errand.place}. On the counter lie {NUM_PARCELS} parcels for the {errand.dest}.\n"
         questions.append((arrival + before, answer, after + "\n"))
     return [errand.outcome(errand.clue.answer) for errand in scene.errands], questions
+
+
+def errand_scene(seed: int):
+    from stepopsd_envs.errand_chain import ChainScene
+
+    return ChainScene.generate(seed, num_errands=8, num_parcels=NUM_PARCELS, clue_style="pointer")
+
+
+def one_key_accuracy(scenes) -> dict[str, float]:
+    """The ``errand`` form's model-free readers of one key: over every question of ``scenes``, the chance
+    of the right digit when a reader copies a line chosen at random among those with the question's place
+    (``place``), or its destination (``dest``)."""
+    chances: dict[str, list[float]] = {"place": [], "dest": []}
+    for scene in scenes:
+        for asked in scene.errands:
+            if sum((e.place, e.dest) == (asked.place, asked.dest) for e in scene.errands) > 1:
+                continue
+            for key, chance in chances.items():
+                same = [e for e in scene.errands if getattr(e, key) == getattr(asked, key)]
+                chance.append(sum(e.clue.answer == asked.clue.answer for e in same) / len(same))
+    return {key: sum(chance) / len(chance) for key, chance in chances.items()}
 
 
 def copy_block(seed: int) -> tuple[list[str], list[Question]]:
@@ -182,9 +204,14 @@ def main(argv: list[str] | None = None) -> dict:
                           "accuracy": accuracy(model, eval_batches, args.device)})
             print(f"step {step}/{args.steps}  loss {curve[-1]['loss']:.3f}  accuracy {curve[-1]['accuracy']:.1%}  "
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
+    held_out_scenes = (errand_scene(EVAL_SEED_OFFSET + i) for i in range(args.eval_blocks))
+    one_key = one_key_accuracy(held_out_scenes) if args.form == "errand" else {}
+    if one_key:
+        print("model-free readers of one key on the held-out blocks: " +
+              ", ".join(f"{key} alone {chance:.1%}" for key, chance in one_key.items()), flush=True)
     figures = {"form": args.form, "model": args.model, "init": args.init, "parameters": params, "steps": args.steps,
                "lr": args.lr, "batch_rows": args.batch_rows, "eval_rows": len(held_out), "chance": 1 / NUM_PARCELS,
-               "seconds": time.perf_counter() - started, "curve": curve}
+               "seconds": time.perf_counter() - started, "curve": curve, "one_key_readers": one_key}
     print(f"{args.form} lookup accuracy after {args.steps} steps: {curve[-1]['accuracy']:.1%} "
           f"(before {curve[0]['accuracy']:.1%}; chance {1 / NUM_PARCELS:.0%})")
     if args.record:

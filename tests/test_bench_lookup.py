@@ -68,3 +68,18 @@ def test_a_run_records_the_curve_it_prints(lookup, tiny_model_dir, tmp_path, cap
     assert saved["curve"] == figures["curve"] and [point["step"] for point in saved["curve"]] == [0, 1, 2]
     assert saved["command"].startswith("python ") and saved["eval_rows"] == 4 and saved["init"] == "random"
     assert f"copy lookup accuracy after 2 steps: {saved['curve'][-1]['accuracy']:.1%}" in capsys.readouterr().out
+
+
+def test_one_key_readers_on_a_hand_made_scene(lookup):
+    from stepopsd_envs.errand_chain import ChainScene, Errand
+    from stepopsd_envs.errand_clues import Clue
+
+    def errand(place, dest, answer):
+        return Errand(place, dest, Clue("note", "", f"Take parcel {answer}.", answer, 1))
+
+    # bank->cafe 1 and bank->hotel 2 share a place; the pair school->cafe is asked twice with two answers: not asked
+    scene = ChainScene(("bank", "cafe", "hotel", "school"), (
+        errand("bank", "cafe", 1), errand("bank", "hotel", 2), errand("school", "cafe", 3), errand("school", "cafe", 1)))
+    readers = lookup.one_key_accuracy([scene])
+    # place: bank->cafe 1/2, bank->hotel 1/2; dest: bank->cafe (cafe: 1, 3, 1) 2/3, bank->hotel (hotel) 1
+    assert readers == pytest.approx({"place": 0.5, "dest": (2 / 3 + 1) / 2})
