@@ -83,3 +83,25 @@ def test_one_key_readers_on_a_hand_made_scene(lookup):
     readers = lookup.one_key_accuracy([scene])
     # place: bank->cafe 1/2, bank->hotel 1/2; dest: bank->cafe (cafe: 1, 3, 1) 2/3, bank->hotel (hotel) 1
     assert readers == pytest.approx({"place": 0.5, "dest": (2 / 3 + 1) / 2})
+
+
+LOOKUP_ROWS = {"errand-teacher4": ("errand", "the fourth teacher (0.93M parameters)"),
+               "errand-random": ("errand", "a random model of its size"),
+               "copy-random": ("copy", "a random model of its size")}
+
+
+def test_the_docs_lookup_table_is_its_records_and_the_one_key_readers_are_recomputed(lookup):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    docs = (root / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    section = docs[docs.index("#### The lookup check"):docs.index("### Where five teachers leave issue 41")]
+    for name, (form, label) in LOOKUP_ROWS.items():
+        record = json.loads((root / "benchmarks" / "results" / "lookup" / f"{name}.json").read_text())
+        curve = record["curve"]
+        assert record["form"] == form and record["commit"] in section and record["eval_rows"] == 128
+        assert (f"| {form} | {label} | {record['steps']} | {curve[0]['accuracy']:.1%} | {curve[-1]['accuracy']:.1%} | "
+                f"{max(point['accuracy'] for point in curve):.1%} | {curve[-1]['loss']:.3f} |") in section
+    readers = lookup.one_key_accuracy(lookup.errand_scene(lookup.EVAL_SEED_OFFSET + i) for i in range(128))
+    assert f"the place alone scores **{readers['place']:.1%}**" in section
+    assert f"the destination alone scores **{readers['dest']:.1%}**" in section
