@@ -152,3 +152,29 @@ def test_the_errandchain_peer_view_figures_are_their_records():
     assert f"**{records['outcomes']['stepopsd_over_grpo']:.2f}x** (`outcomes`)" in text
     stage_ratio = records["steps"]["runs"]["stepopsd"]["advantages_s"] / records["outcomes"]["runs"]["stepopsd"]["advantages_s"]
     assert f"{stage_ratio:.1f}x" in text
+
+
+def test_the_grid_wall_time_figures_are_its_records_against_the_archive():
+    text = " ".join(_section().split())
+    now, before = _record("grid-errand-subset"), _record("grid-errand-subset-before")
+    archive = ROOT / "benchmarks" / "results" / "grid-errand" / "errand"
+
+    def archived(run: dict) -> tuple[float, float]:
+        folder = archive / run["arm"] / f"seed-{run['seed']}"
+        return (json.loads((folder / "bench_run.json").read_text())["wall_s"],
+                json.loads((folder / "summary.json").read_text())["success_after"]["All"])
+
+    for run in now["runs"] + before["runs"]:
+        assert run["final"] == archived(run)[1], run["arm"]
+    summed, archived_summed = sum(r["wall_s"] for r in now["runs"]), sum(archived(r)[0] for r in now["runs"])
+    assert f"{len(now['runs'])} runs in {now['this_invocation_s'] / 60:.1f} min ({summed / 60:.1f} min summed)" in text
+    assert f"took {archived_summed / 60:.1f} min summed: a ratio of {summed / archived_summed:.2f}" in text
+    assert f"**about {153.7 * summed / archived_summed:.1f} min for the 57 runs" in text
+    seed0 = [r for r in now["runs"] if r["seed"] == 0]
+    assert sorted(r["arm"] for r in seed0) == sorted(r["arm"] for r in before["runs"])
+    current, old, then = (sum(r["wall_s"] for r in seed0), sum(r["wall_s"] for r in before["runs"]),
+                          sum(archived(r)[0] for r in seed0))
+    for label, seconds in (("archived", then), ("old code, this session", old), ("current code, this session", current)):
+        assert f"| {label} | {seconds / 60:.1f} min |" in text
+    assert f"code is {old / current:.2f}x faster" in text and f"{then / old:.2f}x faster than the archive's" in text
+    assert f"projects to {153.7 * old / then:.1f} min" in text
