@@ -46,11 +46,8 @@ def errand_block(seed: int) -> tuple[list[str], list[Question]]:
     from stepopsd_envs.protocol import TagProtocol, expert_text
 
     scene = errand_scene(seed)
-    pairs = [(errand.place, errand.dest) for errand in scene.errands]
     questions = []
-    for errand in scene.errands:
-        if pairs.count((errand.place, errand.dest)) > 1:
-            continue
+    for errand in asked_errands(scene):
         answer = errand.clue.answer
         response = expert_text(TagProtocol(), f"take parcel {answer}")
         before, after = response.split(str(answer), 1)
@@ -65,15 +62,19 @@ def errand_scene(seed: int):
     return ChainScene.generate(seed, num_errands=8, num_parcels=NUM_PARCELS, clue_style="pointer")
 
 
+def asked_errands(scene) -> list:
+    """The errands a question can name: those whose place and destination pair is unique in the scene."""
+    pairs = [(errand.place, errand.dest) for errand in scene.errands]
+    return [errand for errand, pair in zip(scene.errands, pairs) if pairs.count(pair) == 1]
+
+
 def one_key_accuracy(scenes) -> dict[str, float]:
     """The ``errand`` form's model-free readers of one key: over every question of ``scenes``, the chance
     of the right digit when a reader copies a line chosen at random among those with the question's place
     (``place``), or its destination (``dest``)."""
     chances: dict[str, list[float]] = {"place": [], "dest": []}
     for scene in scenes:
-        for asked in scene.errands:
-            if sum((e.place, e.dest) == (asked.place, asked.dest) for e in scene.errands) > 1:
-                continue
+        for asked in asked_errands(scene):
             for key, chance in chances.items():
                 same = [e for e in scene.errands if getattr(e, key) == getattr(asked, key)]
                 chance.append(sum(e.clue.answer == asked.clue.answer for e in same) / len(same))
