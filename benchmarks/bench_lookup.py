@@ -149,7 +149,21 @@ def accuracy(model, eval_batches, device) -> float:
     return right / total
 
 
-def load_model(path: str, init: str, device: str, seed: int):
+def resized(config, hidden_size: int | None, layers: int | None):
+    """``config`` with another width (heads of the same ``head_dim``, half as many KV heads, an MLP 3x wide)
+    and depth: a larger fresh model that keeps the folder's tokenizer."""
+    changes = {}
+    if hidden_size:
+        heads = hidden_size // config.head_dim
+        changes |= {"hidden_size": hidden_size, "num_attention_heads": heads,
+                    "num_key_value_heads": max(1, heads // 2), "intermediate_size": 3 * hidden_size}
+    if layers:
+        changes |= {"num_hidden_layers": layers, "layer_types": None}  # None: the config lays them out anew
+    return config.__class__.from_dict({**config.to_dict(), **changes}) if changes else config
+
+
+def load_model(path: str, init: str, device: str, seed: int, hidden_size: int | None = None,
+               layers: int | None = None):
     from stepopsd.policy import load_policy
 
     policy = load_policy(path, device=device)
@@ -157,7 +171,10 @@ def load_model(path: str, init: str, device: str, seed: int):
         from transformers import AutoModelForCausalLM
 
         torch.manual_seed(seed)
-        return policy.tokenizer, AutoModelForCausalLM.from_config(policy.model.config).to(device)
+        config = resized(policy.model.config, hidden_size, layers)
+        return policy.tokenizer, AutoModelForCausalLM.from_config(config).to(device)
+    if hidden_size or layers:
+        raise ValueError("--hidden-size and --layers size a fresh model: give them with --init random")
     return policy.tokenizer, policy.model
 
 
@@ -167,6 +184,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", required=True, help="a model folder (its tokenizer is used either way)")
     parser.add_argument("--init", choices=("trained", "random"), default="trained",
                         help="random: a freshly initialised model of the folder's config")
+    parser.add_argument("--hidden-size", type=int, help="with --init random: a fresh model this wide")
+    parser.add_argument("--layers", type=int, help="with --init random: a fresh model this deep")
     parser.add_argument("--form", choices=tuple(FORMS), default="errand")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -179,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--record", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    tokenizer, model = load_model(args.model, args.init, args.device, args.seed)
+    tokenizer, model = load_model(args.model, args.init, args.device, args.seed, args.hidden_size, args.layers)
     rows = Rows(args.form, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     held_out = [rows.row(EVAL_SEED_OFFSET + i, questions=1) for i in range(args.eval_blocks)]

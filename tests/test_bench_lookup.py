@@ -105,3 +105,12 @@ def test_the_docs_lookup_table_is_its_records_and_the_one_key_readers_are_recomp
     readers = lookup.one_key_accuracy(lookup.errand_scene(lookup.EVAL_SEED_OFFSET + i) for i in range(128))
     assert f"the place alone scores **{readers['place']:.1%}**" in section
     assert f"the destination alone scores **{readers['dest']:.1%}**" in section
+
+
+def test_a_fresh_model_can_be_sized_and_only_a_fresh_one(lookup, tiny_model_dir):
+    _, model = lookup.load_model(str(tiny_model_dir), "random", "cpu", 0, hidden_size=64, layers=2)
+    config = model.config
+    assert (config.hidden_size, config.num_hidden_layers, config.intermediate_size) == (64, 2, 192)
+    assert config.num_attention_heads == 64 // config.head_dim and len(config.layer_types) == 2
+    with pytest.raises(ValueError, match="--init random"):
+        lookup.load_model(str(tiny_model_dir), "trained", "cpu", 0, layers=2)
