@@ -87,7 +87,8 @@ def test_one_key_readers_on_a_hand_made_scene(lookup):
 
 LOOKUP_ROWS = {"errand-teacher4": ("errand", "the fourth teacher (0.93M parameters)"),
                "errand-random": ("errand", "a random model of its size"),
-               "copy-random": ("copy", "a random model of its size")}
+               "copy-random": ("copy", "a random model of its size"),
+               "copy-random-256x6": ("copy", "a random model of 5.0M parameters (hidden 256, 6 layers)")}
 
 
 def test_the_docs_lookup_table_is_its_records_and_the_one_key_readers_are_recomputed(lookup):
@@ -114,3 +115,16 @@ def test_a_fresh_model_can_be_sized_and_only_a_fresh_one(lookup, tiny_model_dir)
     assert config.num_attention_heads == 64 // config.head_dim and len(config.layer_types) == 2
     with pytest.raises(ValueError, match="--init random"):
         lookup.load_model(str(tiny_model_dir), "trained", "cpu", 0, layers=2)
+
+
+def test_the_docs_compare_the_two_copy_models_as_their_curves_do():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = " ".join((root / "docs" / "benchmarks.md").read_text(encoding="utf-8").split())
+    small, large = ({point["step"]: point["loss"] for point in json.loads(
+        (root / "benchmarks" / "results" / "lookup" / f"{name}.json").read_text())["curve"][1:]}
+        for name in ("copy-random", "copy-random-256x6"))
+    assert all(large[step] < small[step] for step in large if step <= 1250)
+    assert all(large[step] > small[step] for step in large if step >= 1500)
+    assert f"({large[2500]:.3f} against {small[2500]:.3f} at step 2500)" in text
