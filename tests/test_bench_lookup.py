@@ -19,16 +19,11 @@ def _env_outcomes(scene_seed: int) -> list[str]:
     """What ErrandChain reports, delivery by delivery, when its expert plays the scene."""
     import gymnasium
 
-    import stepopsd_envs  # noqa: F401  (registers the envs)
-    from stepopsd_envs.protocol import TagProtocol, expert_text
+    from test_errand_chain import ENV_ID, play
 
-    env = gymnasium.make("stepopsd/ErrandChain-v0", num_errands=8, num_parcels=3, clue_style="pointer").unwrapped
-    _, info = env.reset(seed=0, options={"scene_seed": scene_seed})
-    outcomes = []
-    for action in info["expert_actions"]:
-        _, _, _, _, info = env.step(expert_text(TagProtocol(), action))
-        outcomes += [info["outcome"]] if "outcome" in info else []
-    return outcomes
+    env = gymnasium.make(ENV_ID, num_errands=8, num_parcels=3, clue_style="pointer")
+    _, infos, _ = play(env, scene_seed)
+    return [info["outcome"] for info in infos if "outcome" in info]
 
 
 @pytest.mark.parametrize("seed", [0, 7])

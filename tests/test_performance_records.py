@@ -22,6 +22,13 @@ def _record(name: str) -> dict:
     return json.loads((RECORDS / f"{name}.json").read_text())
 
 
+def _assert_stage_row(section: str, label: str, figures: dict) -> None:
+    """The table row ``| label |`` shows each stage's seconds of a bench_iteration run's ``figures``."""
+    row = next(line for line in section.splitlines() if line.startswith(f"| {label} |"))
+    for stage in ("rollout", "advantages", "update", "iteration"):
+        assert f"{figures[f'{stage}_s']:.2f} s" in row, (label, stage, row)
+
+
 def test_the_rollout_table_is_the_bench_rollout_records():
     section = _section()
     for mode in ("full", "window"):
@@ -39,10 +46,7 @@ def test_the_iteration_table_and_ratio_are_the_bench_iteration_record():
     labels = {"grpo": "grpo, turn cache", "stepopsd": "stepopsd, turn cache",
               "grpo (no turn cache)": "grpo, `generate()`", "stepopsd (no turn cache)": "stepopsd, `generate()`"}
     for run, label in labels.items():
-        figures = record["runs"][run]
-        row = next(line for line in section.splitlines() if line.startswith(f"| {label} |"))
-        for stage in ("rollout", "advantages", "update", "iteration"):
-            assert f"{figures[f'{stage}_s']:.2f} s" in row, (label, stage, row)
+        _assert_stage_row(section, label, record["runs"][run])
     assert f"stepopsd / grpo seconds per iteration: {record['stepopsd_over_grpo']:.2f}x" in section
     assert record["commit"] in section
 
@@ -53,9 +57,7 @@ def test_the_errandchain_iteration_table_is_its_bench_iteration_record():
               "grpo (no shared prefix)": "grpo, one forward per micro-batch",
               "stepopsd (no shared prefix)": "stepopsd, one forward per micro-batch"}
     for run, label in labels.items():
-        row = next(line for line in section.splitlines() if line.startswith(f"| {label} |"))
-        for stage in ("rollout", "advantages", "update", "iteration"):
-            assert f"{record['runs'][run][f'{stage}_s']:.2f} s" in row, (label, stage, row)
+        _assert_stage_row(section, label, record["runs"][run])
     assert f"stepopsd / grpo seconds per iteration: {record['stepopsd_over_grpo']:.2f}x" in section
     assert record["commit"] in section and "--without-shared-prefix" in record["command"]
 
@@ -142,10 +144,8 @@ def test_the_errandchain_peer_view_figures_are_their_records():
         assert record["commit"] in section and record["command"].count("--iterations 6") == 1
         assert ("algorithm.peer_view=outcomes" in record["command"]) == (view == "outcomes")
         grpo, stepopsd = record["runs"]["grpo"], record["runs"]["stepopsd"]
-        for label, figures in ((f"grpo ({view} invocation)", grpo), (f"stepopsd, `{view}` view", stepopsd)):
-            row = next(line for line in section.splitlines() if line.startswith(f"| {label} |"))
-            for stage in ("rollout", "advantages", "update", "iteration"):
-                assert f"{figures[f'{stage}_s']:.2f} s" in row, (label, stage, row)
+        _assert_stage_row(section, f"grpo ({view} invocation)", grpo)
+        _assert_stage_row(section, f"stepopsd, `{view}` view", stepopsd)
         matched = (grpo["iteration_s"] + stepopsd["advantages_s"]) / grpo["iteration_s"]
         assert f"{matched:.2f}x with `{view}`" in text
     assert f"seconds per iteration: {records['steps']['stepopsd_over_grpo']:.2f}x** (`steps`)" in text
