@@ -121,28 +121,41 @@ class Rows:
 
 
 def batch(rows: list[tuple[list[int], list[tuple[int, int]]]], pad_id: int):
-    """Right-padded ids [B, T] (causal attention: no target reads the padding) and the targets' indices."""
+    """Right-padded ids [B, T] (causal attention: no target reads the padding), the rows' lengths [B] and
+    the targets' indices."""
     from stepopsd.algo.rescore import right_pad
 
-    ids = right_pad([torch.tensor(row_ids) for row_ids, _ in rows], max(len(row_ids) for row_ids, _ in rows), pad_id)
+    lengths = torch.tensor([len(row_ids) for row_ids, _ in rows])
+    ids = right_pad([torch.tensor(row_ids) for row_ids, _ in rows], int(lengths.max()), pad_id)
     row_index = torch.tensor([i for i, (_, targets) in enumerate(rows) for _ in targets])
     position = torch.tensor([p for _, targets in rows for p, _ in targets])
     target = torch.tensor([t for _, targets in rows for _, t in targets])
-    return ids, row_index, position, target
+    return ids, lengths, row_index, position, target
 
 
-def target_logits(model, ids, row_index, position) -> torch.Tensor:
+def hidden_states(model, ids) -> torch.Tensor:
+    return model.get_decoder()(input_ids=ids).last_hidden_state  # [B, T, H]
+
+
+def target_logits(model, hidden, row_index, position) -> torch.Tensor:
     """[N, V] logits at the targets' positions only (the output layer is not run over every token)."""
-    hidden = model.get_decoder()(input_ids=ids).last_hidden_state  # [B, T, H]
     return model.get_output_embeddings()(hidden[row_index, position])
+
+
+def token_loss(model, hidden, ids, lengths) -> torch.Tensor:
+    """Mean next-token cross-entropy over every token of the rows (block, questions and answers alike)."""
+    real = torch.arange(ids.shape[1] - 1, device=ids.device) < (lengths - 1)[:, None]  # [B, T-1]
+    logits = model.get_output_embeddings()(hidden[:, :-1][real])  # [M, V]
+    return torch.nn.functional.cross_entropy(logits.float(), ids[:, 1:][real])
 
 
 def accuracy(model, eval_batches, device) -> float:
     model.eval()
     right = total = 0
     with torch.no_grad():
-        for ids, row_index, position, target in eval_batches:
-            logits = target_logits(model, ids.to(device), row_index.to(device), position.to(device))
+        for ids, _, row_index, position, target in eval_batches:
+            logits = target_logits(model, hidden_states(model, ids.to(device)), row_index.to(device),
+                                   position.to(device))
             right += int((logits.argmax(-1).cpu() == target).sum())
             total += len(target)
     model.train()
@@ -190,6 +203,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-rows", type=int, default=8, help="blocks per step, every question of each asked")
+    parser.add_argument("--token-loss-weight", type=float, default=0.0,
+                        help="also train on every token's next-token loss, at this weight (0: the answers only)")
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--eval-blocks", type=int, default=128, help="held-out single-question rows")
     parser.add_argument("--seed", type=int, default=0, help="of a random initialisation")
@@ -208,29 +223,38 @@ def main(argv: list[str] | None = None) -> dict:
     curve = [{"step": 0, "loss": None, "accuracy": accuracy(model, eval_batches, args.device)}]
     print(f"{args.form} lookup, {params / 1e6:.2f}M parameters ({args.init}): accuracy {curve[0]['accuracy']:.1%} "
           f"before training (chance {1 / NUM_PARCELS:.0%})", flush=True)
-    started, losses = time.perf_counter(), []
+    started, losses, token_losses = time.perf_counter(), [], []
     for step in range(1, args.steps + 1):
-        ids, row_index, position, target = batch(
-            [rows.row((step - 1) * args.batch_rows + i) for i in range(args.batch_rows)], pad_id)
-        logits = target_logits(model, ids.to(args.device), row_index.to(args.device), position.to(args.device))
-        loss = torch.nn.functional.cross_entropy(logits.float(), target.to(args.device))
+        ids, lengths, row_index, position, target = (t.to(args.device) for t in batch(
+            [rows.row((step - 1) * args.batch_rows + i) for i in range(args.batch_rows)], pad_id))
+        hidden = hidden_states(model, ids)
+        loss = torch.nn.functional.cross_entropy(target_logits(model, hidden, row_index, position).float(), target)
+        total = loss
+        if args.token_loss_weight:
+            token = token_loss(model, hidden, ids, lengths)
+            total = loss + args.token_loss_weight * token
+            token_losses.append(token.item())
         optimizer.zero_grad()
-        loss.backward()
+        total.backward()
         optimizer.step()
         losses.append(loss.item())
         if step % args.eval_every == 0 or step == args.steps:
-            window = losses[-args.eval_every:]
-            curve.append({"step": step, "loss": sum(window) / len(window),
-                          "accuracy": accuracy(model, eval_batches, args.device)})
-            print(f"step {step}/{args.steps}  loss {curve[-1]['loss']:.3f}  accuracy {curve[-1]['accuracy']:.1%}  "
-                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+            point = {"step": step, "loss": sum(losses[-args.eval_every:]) / len(losses[-args.eval_every:]),
+                     "accuracy": accuracy(model, eval_batches, args.device)}
+            if token_losses:
+                point["token_loss"] = sum(token_losses[-args.eval_every:]) / len(token_losses[-args.eval_every:])
+            curve.append(point)
+            print(f"step {step}/{args.steps}  loss {point['loss']:.3f}  accuracy {point['accuracy']:.1%}  "
+                  + (f"token loss {point['token_loss']:.3f}  " if token_losses else "")
+                  + f"({time.perf_counter() - started:.0f} s)", flush=True)
     held_out_scenes = (errand_scene(EVAL_SEED_OFFSET + i) for i in range(args.eval_blocks))
     one_key = one_key_accuracy(held_out_scenes) if args.form == "errand" else {}
     if one_key:
         print("model-free readers of one key on the held-out blocks: " +
               ", ".join(f"{key} alone {chance:.1%}" for key, chance in one_key.items()), flush=True)
     figures = {"form": args.form, "model": args.model, "init": args.init, "parameters": params, "steps": args.steps,
-               "lr": args.lr, "batch_rows": args.batch_rows, "eval_rows": len(held_out), "chance": 1 / NUM_PARCELS,
+               "lr": args.lr, "batch_rows": args.batch_rows, "token_loss_weight": args.token_loss_weight,
+               "eval_rows": len(held_out), "chance": 1 / NUM_PARCELS,
                "seconds": time.perf_counter() - started, "curve": curve, "one_key_readers": one_key}
     print(f"{args.form} lookup accuracy after {args.steps} steps: {curve[-1]['accuracy']:.1%} "
           f"(before {curve[0]['accuracy']:.1%}; chance {1 / NUM_PARCELS:.0%})")
