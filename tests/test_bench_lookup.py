@@ -54,6 +54,26 @@ def test_a_row_asks_at_the_digit_it_targets(lookup, tiny_model_dir):
         assert ids[position + 1] == target and rows.tokenizer.decode([target]) in "123"
 
 
+def test_the_token_loss_is_the_mean_next_token_loss_of_each_rows_own_tokens(lookup, tiny_model_dir):
+    """Padding after a short row is neither predicted nor a context: the batched loss equals the token-weighted
+    mean of each row's loss computed alone, unpadded."""
+    import torch
+
+    from stepopsd.policy import load_policy
+
+    policy = load_policy(tiny_model_dir)
+    model, rows = policy.model, lookup.Rows("copy", policy.tokenizer)
+    long_row, short_row = rows.row(1), rows.row(2, questions=1)
+    ids, lengths, *_ = lookup.batch([long_row, short_row], pad_id=0)
+    with torch.no_grad():
+        batched = lookup.token_loss(model, lookup.hidden_states(model, ids), ids, lengths)
+        alone = [torch.nn.functional.cross_entropy(model(input_ids=torch.tensor([row_ids])).logits[0, :-1].float(),
+                                                   torch.tensor(row_ids[1:]), reduction="sum")
+                 for row_ids, _ in (long_row, short_row)]
+    assert len(short_row[0]) < len(long_row[0])
+    assert batched.item() == pytest.approx((sum(alone) / (int(lengths.sum()) - 2)).item(), rel=1e-5)
+
+
 @pytest.mark.integration
 def test_a_run_records_the_curve_it_prints(lookup, tiny_model_dir, tmp_path, capsys):
     record = tmp_path / "lookup.json"
