@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0, help="of a random initialisation")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--record", type=Path)
+    parser.add_argument("--record", type=Path, help="JSON record, rewritten at every evaluation")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     tokenizer, model = load_model(args.model, args.init, args.device, args.seed, args.hidden_size, args.layers)
@@ -218,12 +218,24 @@ def main(argv: list[str] | None = None) -> dict:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     held_out = [rows.row(EVAL_SEED_OFFSET + i, questions=1) for i in range(args.eval_blocks)]
     eval_batches = [batch(held_out[i:i + 32], pad_id) for i in range(0, len(held_out), 32)]
+    one_key = (one_key_accuracy(errand_scene(EVAL_SEED_OFFSET + i) for i in range(args.eval_blocks))
+               if args.form == "errand" else {})
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
     params = sum(p.numel() for p in model.parameters())
     curve = [{"step": 0, "loss": None, "accuracy": accuracy(model, eval_batches, args.device)}]
     print(f"{args.form} lookup, {params / 1e6:.2f}M parameters ({args.init}): accuracy {curve[0]['accuracy']:.1%} "
           f"before training (chance {1 / NUM_PARCELS:.0%})", flush=True)
+    if one_key:
+        print("model-free readers of one key on the held-out blocks: " +
+              ", ".join(f"{key} alone {chance:.1%}" for key, chance in one_key.items()), flush=True)
     started, losses, token_losses = time.perf_counter(), [], []
+
+    def figures() -> dict:
+        return {"form": args.form, "model": args.model, "init": args.init, "parameters": params, "steps": args.steps,
+                "steps_done": curve[-1]["step"], "lr": args.lr, "batch_rows": args.batch_rows,
+                "token_loss_weight": args.token_loss_weight, "eval_rows": len(held_out), "chance": 1 / NUM_PARCELS,
+                "seconds": time.perf_counter() - started, "curve": curve, "one_key_readers": one_key}
+
     for step in range(1, args.steps + 1):
         ids, lengths, row_index, position, target = (t.to(args.device) for t in batch(
             [rows.row((step - 1) * args.batch_rows + i) for i in range(args.batch_rows)], pad_id))
@@ -247,20 +259,11 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"step {step}/{args.steps}  loss {point['loss']:.3f}  accuracy {point['accuracy']:.1%}  "
                   + (f"token loss {point['token_loss']:.3f}  " if token_losses else "")
                   + f"({time.perf_counter() - started:.0f} s)", flush=True)
-    held_out_scenes = (errand_scene(EVAL_SEED_OFFSET + i) for i in range(args.eval_blocks))
-    one_key = one_key_accuracy(held_out_scenes) if args.form == "errand" else {}
-    if one_key:
-        print("model-free readers of one key on the held-out blocks: " +
-              ", ".join(f"{key} alone {chance:.1%}" for key, chance in one_key.items()), flush=True)
-    figures = {"form": args.form, "model": args.model, "init": args.init, "parameters": params, "steps": args.steps,
-               "lr": args.lr, "batch_rows": args.batch_rows, "token_loss_weight": args.token_loss_weight,
-               "eval_rows": len(held_out), "chance": 1 / NUM_PARCELS,
-               "seconds": time.perf_counter() - started, "curve": curve, "one_key_readers": one_key}
+            if args.record:  # a long run stopped early keeps its curve so far (steps_done < steps)
+                write_record(args.record, figures())
     print(f"{args.form} lookup accuracy after {args.steps} steps: {curve[-1]['accuracy']:.1%} "
           f"(before {curve[0]['accuracy']:.1%}; chance {1 / NUM_PARCELS:.0%})")
-    if args.record:
-        write_record(args.record, figures)
-    return figures
+    return figures()
 
 
 if __name__ == "__main__":

@@ -82,6 +82,7 @@ def test_a_run_records_the_curve_it_prints(lookup, tiny_model_dir, tmp_path, cap
     saved = json.loads(record.read_text())
     assert saved["curve"] == figures["curve"] and [point["step"] for point in saved["curve"]] == [0, 1, 2]
     assert saved["command"].startswith("python ") and saved["eval_rows"] == 4 and saved["init"] == "random"
+    assert saved["steps_done"] == saved["steps"] == 2
     assert f"copy lookup accuracy after 2 steps: {saved['curve'][-1]['accuracy']:.1%}" in capsys.readouterr().out
 
 
