@@ -15,6 +15,8 @@ the errand it is in and copy its parcel. Forms (``FORMS``):
   are unique in the scene are asked. The key is the pair: places repeat within a scene.
 * ``copy`` -- the simplest lookup: eight distinct place names, lines ``<place>: parcel N``, the question
   ``<place>: parcel `` written as the line writes it.
+* ``pair`` -- simpler still: lines `` <place> N``, the question `` <place> ``; the place is one token and two
+  tokens before the digit, as in the associative-recall drills of the literature.
 
 Training rows ask every question of a block in turn (one loss per answer); accuracy is the share of
 single-question rows of held-out blocks whose most likely next token is the right digit (chance 1/3);
@@ -89,7 +91,16 @@ def copy_block(seed: int) -> tuple[list[str], list[Question]]:
     return [f"{place}: parcel {n}" for place, n in keyed], [(f"{place}: parcel ", n, "\n") for place, n in keyed]
 
 
-FORMS: dict[str, Callable[[int], tuple[list[str], list[Question]]]] = {"errand": errand_block, "copy": copy_block}
+def pair_block(seed: int) -> tuple[list[str], list[Question]]:
+    """As ``copy``, with each place written after a space (` bank 2`): one token to the tokenizer, as the
+    ``errand`` form writes it, where a line's first word is split into fragments (``b a ker y``)."""
+    lines, questions = copy_block(seed)
+    return [f" {line.replace(': parcel', '')}" for line in lines], [(f" {before.replace(': parcel ', ' ')}", n, after)
+                                                                       for before, n, after in questions]
+
+
+FORMS: dict[str, Callable[[int], tuple[list[str], list[Question]]]] = {
+    "errand": errand_block, "copy": copy_block, "pair": pair_block}
 
 
 class Rows:
