@@ -18,7 +18,9 @@ the errand it is in and copy its parcel. Forms (``FORMS``):
 * ``pair`` -- simpler still: lines `` <place> N``, the question `` <place> ``; the place is one token and two
   tokens before the digit, as in the associative-recall drills of the literature.
 
-Training rows ask every question of a block in turn (one loss per answer); accuracy is the share of
+Training rows ask every question of a block in turn (one loss per answer; ``--ask drawn``: as many drawn
+with replacement, so that no answer follows from counting the block's digits against the earlier
+answers); the loss is also kept by a question's place in its row (``loss_by_question``); accuracy is the share of
 single-question rows of held-out blocks whose most likely next token is the right digit (chance 1/3);
 beside it, for the ``errand`` form, what a reader that matches the place alone, or the destination alone,
 would score (:func:`one_key_accuracy`).
@@ -114,12 +116,15 @@ class Rows:
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def row(self, seed: int, questions: int | None = None) -> tuple[list[int], list[tuple[int, int]]]:
-        """The block of ``seed`` and its questions in a seeded order (the first ``questions`` of them, else all)."""
+    def row(self, seed: int, questions: int | None = None, drawn: bool = False) -> tuple[list[int], list[tuple[int, int]]]:
+        """The block of ``seed`` and its questions in a seeded order (the first ``questions`` of them, else all),
+        or with ``drawn`` as many questions drawn with replacement."""
         lines, asked = self.block_of(seed)
         if not asked:
             raise ValueError(f"block {seed}: no question to ask")
-        asked = random.Random(seed).sample(asked, len(asked))[:questions]
+        rng = random.Random(seed)
+        count = len(asked) if questions is None else questions
+        asked = [rng.choice(asked) for _ in range(count)] if drawn else rng.sample(asked, len(asked))[:count]
         ids, targets = self.encode(self.hindsight_block(None, "\n".join(lines))), []
         for before, answer, after in asked:
             ids += self.encode(before)
@@ -214,6 +219,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-rows", type=int, default=8, help="blocks per step, every question of each asked")
+    parser.add_argument("--ask", choices=("each", "drawn"), default="each",
+                        help="training rows ask each question of a block once (the last answers then follow from "
+                             "counting the block's digits against the earlier answers), or as many drawn with "
+                             "replacement (none follows from counting)")
     parser.add_argument("--token-loss-weight", type=float, default=0.0,
                         help="also train on every token's next-token loss, at this weight (0: the answers only)")
     parser.add_argument("--eval-every", type=int, default=250)
@@ -243,15 +252,24 @@ def main(argv: list[str] | None = None) -> dict:
 
     def figures() -> dict:
         return {"form": args.form, "model": args.model, "init": args.init, "parameters": params, "steps": args.steps,
-                "steps_done": curve[-1]["step"], "lr": args.lr, "batch_rows": args.batch_rows,
+                "steps_done": curve[-1]["step"], "lr": args.lr, "batch_rows": args.batch_rows, "ask": args.ask,
                 "token_loss_weight": args.token_loss_weight, "eval_rows": len(held_out), "chance": 1 / NUM_PARCELS,
                 "seconds": time.perf_counter() - started, "curve": curve, "one_key_readers": one_key}
 
+    by_question = torch.zeros(2, 0)  # [2, Q]: summed answer loss and count by the question's place in its row
     for step in range(1, args.steps + 1):
-        ids, lengths, row_index, position, target = (t.to(args.device) for t in batch(
-            [rows.row((step - 1) * args.batch_rows + i) for i in range(args.batch_rows)], pad_id))
+        step_rows = [rows.row((step - 1) * args.batch_rows + i, drawn=args.ask == "drawn")
+                     for i in range(args.batch_rows)]
+        ids, lengths, row_index, position, target = (t.to(args.device) for t in batch(step_rows, pad_id))
         hidden = hidden_states(model, ids)
-        loss = torch.nn.functional.cross_entropy(target_logits(model, hidden, row_index, position).float(), target)
+        answer_losses = torch.nn.functional.cross_entropy(
+            target_logits(model, hidden, row_index, position).float(), target, reduction="none")  # [N]
+        loss = answer_losses.mean()
+        order = torch.tensor([k for _, targets in step_rows for k in range(len(targets))])  # [N]
+        if int(order.max()) >= by_question.shape[1]:
+            by_question = torch.nn.functional.pad(by_question, (0, int(order.max()) + 1 - by_question.shape[1]))
+        by_question[0].index_add_(0, order, answer_losses.detach().cpu())
+        by_question[1].index_add_(0, order, torch.ones(len(order)))
         total = loss
         if args.token_loss_weight:
             token = token_loss(model, hidden, ids, lengths)
@@ -264,11 +282,14 @@ def main(argv: list[str] | None = None) -> dict:
         if step % args.eval_every == 0 or step == args.steps:
             point = {"step": step, "loss": sum(losses[-args.eval_every:]) / len(losses[-args.eval_every:]),
                      "accuracy": accuracy(model, eval_batches, args.device)}
+            point["loss_by_question"] = (by_question[0] / by_question[1].clamp(min=1)).tolist()
+            by_question.zero_()
             if token_losses:
                 point["token_loss"] = sum(token_losses[-args.eval_every:]) / len(token_losses[-args.eval_every:])
             curve.append(point)
             print(f"step {step}/{args.steps}  loss {point['loss']:.3f}  accuracy {point['accuracy']:.1%}  "
                   + (f"token loss {point['token_loss']:.3f}  " if token_losses else "")
+                  + "by question " + " ".join(f"{value:.2f}" for value in point["loss_by_question"]) + "  "
                   + f"({time.perf_counter() - started:.0f} s)", flush=True)
             if args.record:  # a long run stopped early keeps its curve so far (steps_done < steps)
                 write_record(args.record, figures())

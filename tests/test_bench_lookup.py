@@ -74,6 +74,22 @@ def test_the_token_loss_is_the_mean_next_token_loss_of_each_rows_own_tokens(look
     assert batched.item() == pytest.approx((sum(alone) / (int(lengths.sum()) - 2)).item(), rel=1e-5)
 
 
+def test_drawn_questions_are_the_blocks_own_and_each_once_keeps_its_order(lookup, tiny_model_dir):
+    from stepopsd.policy import load_policy
+
+    rows = lookup.Rows("pair", load_policy(tiny_model_dir).tokenizer)
+    lines, questions = lookup.pair_block(4)
+    each_ids, each_targets = rows.row(4)
+    drawn_ids, drawn_targets = rows.row(4, drawn=True)
+    assert len(drawn_targets) == len(each_targets) == len(questions)
+    block = rows.encode(rows.hindsight_block(None, "\n".join(lines)))
+    assert each_ids[:len(block)] == drawn_ids[:len(block)] == block
+    asked = rows.tokenizer.decode(drawn_ids[len(block):]).split("\n")[:-1]
+    assert set(asked) <= set(lines) and len(asked) == len(questions)
+    order = __import__("random").Random(4).sample(questions, len(questions))  # "each": the seeded order, as before
+    assert rows.tokenizer.decode(each_ids[len(block):]) == "".join(f"{b}{n}{a}" for b, n, a in order)
+
+
 @pytest.mark.integration
 def test_a_run_records_the_curve_it_prints(lookup, tiny_model_dir, tmp_path, capsys):
     record = tmp_path / "lookup.json"
@@ -82,7 +98,7 @@ def test_a_run_records_the_curve_it_prints(lookup, tiny_model_dir, tmp_path, cap
     saved = json.loads(record.read_text())
     assert saved["curve"] == figures["curve"] and [point["step"] for point in saved["curve"]] == [0, 1, 2]
     assert saved["command"].startswith("python ") and saved["eval_rows"] == 4 and saved["init"] == "random"
-    assert saved["steps_done"] == saved["steps"] == 2
+    assert saved["steps_done"] == saved["steps"] == 2 and len(saved["curve"][-1]["loss_by_question"]) == 8
     assert f"copy lookup accuracy after 2 steps: {saved['curve'][-1]['accuracy']:.1%}" in capsys.readouterr().out
 
 
