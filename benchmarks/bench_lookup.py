@@ -231,8 +231,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--record", type=Path, help="JSON record, rewritten at every evaluation")
+    parser.add_argument("--save", type=Path, help="a new folder for the trained model and its tokenizer (the "
+                        "next run's --model, e.g. one form after another)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.save and args.save.exists():
+        raise SystemExit(f"--save {args.save} exists: give a new folder")
     tokenizer, model = load_model(args.model, args.init, args.device, args.seed, args.hidden_size, args.layers)
     rows = Rows(args.form, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -295,6 +299,9 @@ def main(argv: list[str] | None = None) -> dict:
                 write_record(args.record, figures())
     print(f"{args.form} lookup accuracy after {args.steps} steps: {curve[-1]['accuracy']:.1%} "
           f"(before {curve[0]['accuracy']:.1%}; chance {1 / NUM_PARCELS:.0%})")
+    if args.save:
+        model.save_pretrained(args.save)
+        tokenizer.save_pretrained(args.save)
     return figures()
 
 

@@ -94,12 +94,15 @@ def test_drawn_questions_are_the_blocks_own_and_each_once_keeps_its_order(lookup
 def test_a_run_records_the_curve_it_prints(lookup, tiny_model_dir, tmp_path, capsys):
     record = tmp_path / "lookup.json"
     figures = lookup.main(["--model", str(tiny_model_dir), "--init", "random", "--form", "copy", "--steps", "2",
-                           "--eval-every", "1", "--eval-blocks", "4", "--record", str(record)])
+                           "--eval-every", "1", "--eval-blocks", "4", "--record", str(record),
+                           "--save", str(tmp_path / "trained")])
     saved = json.loads(record.read_text())
     assert saved["curve"] == figures["curve"] and [point["step"] for point in saved["curve"]] == [0, 1, 2]
     assert saved["command"].startswith("python ") and saved["eval_rows"] == 4 and saved["init"] == "random"
     assert saved["steps_done"] == saved["steps"] == 2 and len(saved["curve"][-1]["loss_by_question"]) == 8
     assert f"copy lookup accuracy after 2 steps: {saved['curve'][-1]['accuracy']:.1%}" in capsys.readouterr().out
+    again = lookup.main(["--model", str(tmp_path / "trained"), "--form", "copy", "--steps", "1", "--eval-blocks", "4"])
+    assert again["curve"][0]["accuracy"] == saved["curve"][-1]["accuracy"]  # the saved model, as it was scored
 
 
 def test_one_key_readers_on_a_hand_made_scene(lookup):
