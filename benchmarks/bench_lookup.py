@@ -85,6 +85,25 @@ def one_key_accuracy(scenes) -> dict[str, float]:
     return {key: sum(chance) / len(chance) for key, chance in chances.items()}
 
 
+def digit_count_reader(form: str, seeds) -> dict[str, float]:
+    """A model-free reader of no key, on the held-out rows of ``form`` (the first question of each block, as
+    :meth:`Rows.row` asks it): it gives each digit the share of the block's lines that end with it. Its
+    accuracy (ties split) and cross-entropy are what a model that counts the block's digits, and reads no
+    key, scores."""
+    import math
+
+    right = loss = 0.0
+    seeds = list(seeds)
+    for seed in seeds:
+        lines, asked = FORMS[form](seed)
+        _, answer, _ = random.Random(seed).sample(asked, len(asked))[0]
+        counts = [int(line[-1]) for line in lines]
+        top = max(counts.count(digit) for digit in set(counts))
+        right += (counts.count(answer) == top) / sum(counts.count(d) == top for d in set(counts))
+        loss -= math.log(counts.count(answer) / len(counts))
+    return {"accuracy": right / len(seeds), "loss": loss / len(seeds)}
+
+
 def copy_block(seed: int) -> tuple[list[str], list[Question]]:
     from stepopsd_envs.errand_chain import LOCATIONS
 
@@ -249,6 +268,9 @@ def main(argv: list[str] | None = None) -> dict:
     curve = [{"step": 0, "loss": None, "accuracy": accuracy(model, eval_batches, args.device)}]
     print(f"{args.form} lookup, {params / 1e6:.2f}M parameters ({args.init}): accuracy {curve[0]['accuracy']:.1%} "
           f"before training (chance {1 / NUM_PARCELS:.0%})", flush=True)
+    counted = digit_count_reader(args.form, range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + args.eval_blocks))
+    print(f"a model-free reader that counts the block's digits and reads no key: {counted['accuracy']:.1%} "
+          f"(cross-entropy {counted['loss']:.3f})", flush=True)
     if one_key:
         print("model-free readers of one key on the held-out blocks: " +
               ", ".join(f"{key} alone {chance:.1%}" for key, chance in one_key.items()), flush=True)
@@ -258,7 +280,8 @@ def main(argv: list[str] | None = None) -> dict:
         return {"form": args.form, "model": args.model, "init": args.init, "parameters": params, "steps": args.steps,
                 "steps_done": curve[-1]["step"], "lr": args.lr, "batch_rows": args.batch_rows, "ask": args.ask,
                 "token_loss_weight": args.token_loss_weight, "eval_rows": len(held_out), "chance": 1 / NUM_PARCELS,
-                "seconds": time.perf_counter() - started, "curve": curve, "one_key_readers": one_key}
+                "seconds": time.perf_counter() - started, "curve": curve, "one_key_readers": one_key,
+                "digit_count_reader": counted}
 
     by_question = torch.zeros(2, 0)  # [2, Q]: summed answer loss and count by the question's place in its row
     for step in range(1, args.steps + 1):

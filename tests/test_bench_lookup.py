@@ -90,6 +90,17 @@ def test_drawn_questions_are_the_blocks_own_and_each_once_keeps_its_order(lookup
     assert rows.tokenizer.decode(each_ids[len(block):]) == "".join(f"{b}{n}{a}" for b, n, a in order)
 
 
+def test_the_digit_count_reader_on_hand_made_blocks(lookup, monkeypatch):
+    import math
+
+    blocks = {0: ["a 1", "b 1", "c 2"], 1: ["a 1", "b 2", "c 3", "d 3"]}
+    answers = {0: 2, 1: 3}  # one question each: its block's digit 2, then 3
+    monkeypatch.setitem(lookup.FORMS, "hand", lambda seed: (blocks[seed], [("q ", answers[seed], "\n")]))
+    reader = lookup.digit_count_reader("hand", [0, 1])
+    assert reader["accuracy"] == pytest.approx((0 + 1) / 2)  # 1 is block 0's commonest digit, 3 is block 1's
+    assert reader["loss"] == pytest.approx((-math.log(1 / 3) - math.log(2 / 4)) / 2)
+
+
 @pytest.mark.integration
 def test_a_run_records_the_curve_it_prints(lookup, tiny_model_dir, tmp_path, capsys):
     record = tmp_path / "lookup.json"
@@ -100,6 +111,8 @@ def test_a_run_records_the_curve_it_prints(lookup, tiny_model_dir, tmp_path, cap
     assert saved["curve"] == figures["curve"] and [point["step"] for point in saved["curve"]] == [0, 1, 2]
     assert saved["command"].startswith("python ") and saved["eval_rows"] == 4 and saved["init"] == "random"
     assert saved["steps_done"] == saved["steps"] == 2 and len(saved["curve"][-1]["loss_by_question"]) == 8
+    assert saved["digit_count_reader"] == lookup.digit_count_reader("copy", range(lookup.EVAL_SEED_OFFSET,
+                                                                                  lookup.EVAL_SEED_OFFSET + 4))
     assert f"copy lookup accuracy after 2 steps: {saved['curve'][-1]['accuracy']:.1%}" in capsys.readouterr().out
     again = lookup.main(["--model", str(tmp_path / "trained"), "--form", "copy", "--steps", "1", "--eval-blocks", "4"])
     assert again["curve"][0]["accuracy"] == saved["curve"][-1]["accuracy"]  # the saved model, as it was scored
