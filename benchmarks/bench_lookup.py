@@ -20,10 +20,11 @@ the errand it is in and copy its parcel. Forms (``FORMS``):
 
 Training rows ask every question of a block in turn (one loss per answer; ``--ask drawn``: as many drawn
 with replacement, so that no answer follows from counting the block's digits against the earlier
-answers); the loss is also kept by a question's place in its row (``loss_by_question``); accuracy is the share of
-single-question rows of held-out blocks whose most likely next token is the right digit (chance 1/3);
-beside it, for the ``errand`` form, what a reader that matches the place alone, or the destination alone,
-would score (:func:`one_key_accuracy`).
+answers); the loss is also kept by a question's place in its row (``loss_by_question``). Accuracy is the
+share of single-question rows of held-out blocks whose most likely next token is the right digit (chance
+1/3); beside it, what a reader that counts the block's digits and reads no key scores
+(:func:`digit_count_reader`), and for the ``errand`` form what a reader that matches the place alone, or
+the destination alone, would score (:func:`one_key_accuracy`).
 Each row is encoded piece by piece (block, question, answer), the same in training and evaluation.
 """
 
@@ -116,8 +117,8 @@ def pair_block(seed: int) -> tuple[list[str], list[Question]]:
     """As ``copy``, with each place written after a space (` bank 2`): one token to the tokenizer, as the
     ``errand`` form writes it, where a line's first word is split into fragments (``b a ker y``)."""
     lines, questions = copy_block(seed)
-    return [f" {line.replace(': parcel', '')}" for line in lines], [(f" {before.replace(': parcel ', ' ')}", n, after)
-                                                                       for before, n, after in questions]
+    return ([f" {line.replace(': parcel', '')}" for line in lines],
+            [(f" {before.replace(': parcel ', ' ')}", n, after) for before, n, after in questions])
 
 
 FORMS: dict[str, Callable[[int], tuple[list[str], list[Question]]]] = {
@@ -135,7 +136,8 @@ class Rows:
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def row(self, seed: int, questions: int | None = None, drawn: bool = False) -> tuple[list[int], list[tuple[int, int]]]:
+    def row(self, seed: int, questions: int | None = None,
+            drawn: bool = False) -> tuple[list[int], list[tuple[int, int]]]:
         """The block of ``seed`` and its questions in a seeded order (the first ``questions`` of them, else all),
         or with ``drawn`` as many questions drawn with replacement."""
         lines, asked = self.block_of(seed)

@@ -178,16 +178,19 @@ def test_the_docs_compare_the_two_copy_models_as_their_curves_do():
     assert f"({large[2500]:.3f} against {small[2500]:.3f} at step 2500)" in text
 
 
-LONG_RUNS = ("errand-random-long-tokens", "errand-random-long", "pair-random", "pair-random-long", "pair-each-by-question",
-             "pair-drawn", "pair-drawn-long", "pair-drawn-save", "errand-drawn", "errand-from-pair")
+LONG_RUNS = ("errand-random-long-tokens", "errand-random-long", "pair-random", "pair-random-long",
+             "pair-each-by-question", "pair-drawn", "pair-drawn-long", "pair-drawn-save", "errand-drawn",
+             "errand-from-pair")
 
 
 def long_run_row(name: str, record: dict) -> str:
     """The row of the long runs' table for one record (docs/benchmarks.md, issue 41)."""
-    curve, asked = record["curve"], record.get("ask", "each") + (" + token loss" if record.get("token_loss_weight") else "")
+    curve = record["curve"]
+    asked = record.get("ask", "each") + (" + token loss" if record.get("token_loss_weight") else "")
     by_question = curve[-1].get("loss_by_question")
     shown = ", ".join(f"{by_question[i]:.2f}" for i in (0, 1, -1)) if by_question else "not kept"
-    return (f"| `{name}` | {record['form']} | {record['init']} | {asked} | {record['steps_done']} ({record['steps']}) | "
+    return (f"| `{name}` | {record['form']} | {record['init']} | {asked} | "
+            f"{record['steps_done']} ({record['steps']}) | "
             f"{record['eval_rows']} | {curve[-1]['accuracy']:.1%} | {max(p['accuracy'] for p in curve):.1%} | "
             f"{curve[-1]['loss']:.3f} | {shown} |")
 
@@ -197,7 +200,8 @@ def test_the_docs_long_lookup_runs_are_their_records_and_the_digit_count_reader_
 
     root = Path(__file__).resolve().parents[1]
     docs = (root / "docs" / "benchmarks.md").read_text(encoding="utf-8")
-    section = docs[docs.index("#### Long runs of the `errand` form"):docs.index("### Where five teachers leave issue 41")]
+    section = docs[docs.index("#### Long runs of the `errand` form"):
+                   docs.index("### Where five teachers leave issue 41")]
     for name in LONG_RUNS:
         record = json.loads((root / "benchmarks" / "results" / "lookup" / f"{name}.json").read_text())
         assert long_run_row(name, record) in section, name
@@ -205,7 +209,8 @@ def test_the_docs_long_lookup_runs_are_their_records_and_the_digit_count_reader_
     pair = {n: lookup.digit_count_reader("pair", range(held_out, held_out + n)) for n in (128, 512)}
     errand = lookup.digit_count_reader("errand", range(held_out, held_out + 128))
     text = " ".join(section.split())
-    assert (f"scores **{pair[128]['accuracy']:.1%}** on the `pair` form's 128 rows ({pair[512]['accuracy']:.1%} on 512; "
+    assert (f"scores **{pair[128]['accuracy']:.1%}** on the `pair` form's 128 rows "
+            f"({pair[512]['accuracy']:.1%} on 512; "
             f"cross-entropy {pair[512]['loss']:.3f}) and **{errand['accuracy']:.1%}** on the `errand` form's 128 "
             f"(cross-entropy {errand['loss']:.3f})") in text
     jump = {point["step"]: point for point in json.loads(
@@ -216,4 +221,5 @@ def test_the_docs_long_lookup_runs_are_their_records_and_the_digit_count_reader_
     assert f"**{jump[16000]['accuracy']:.1%}** held out after 16000 steps" in readme
     errand_drawn = json.loads((root / "benchmarks" / "results" / "lookup" / "errand-drawn.json").read_text())
     assert f"(at the count after {errand_drawn['steps_done']} steps)" in readme
-    assert "is 0.03 for the first question after the block" in text and round(jump[16000]["loss_by_question"][0], 2) == 0.03
+    assert round(jump[16000]["loss_by_question"][0], 2) == 0.03
+    assert "is 0.03 for the first question after the block" in text
