@@ -86,6 +86,13 @@ def one_key_accuracy(scenes) -> dict[str, float]:
     return {key: sum(chance) / len(chance) for key, chance in chances.items()}
 
 
+def asked_questions(seed: int, questions: list[Question], count: int, drawn: bool = False) -> list[Question]:
+    """The questions a row of block ``seed`` asks: the first ``count`` in a seeded order, or ``count`` drawn
+    with replacement."""
+    rng = random.Random(seed)
+    return [rng.choice(questions) for _ in range(count)] if drawn else rng.sample(questions, len(questions))[:count]
+
+
 def digit_count_reader(form: str, seeds) -> dict[str, float]:
     """A model-free reader of no key, on the held-out rows of ``form`` (the first question of each block, as
     :meth:`Rows.row` asks it): it gives each digit the share of the block's lines that end with it. Its
@@ -97,7 +104,7 @@ def digit_count_reader(form: str, seeds) -> dict[str, float]:
     seeds = list(seeds)
     for seed in seeds:
         lines, asked = FORMS[form](seed)
-        _, answer, _ = random.Random(seed).sample(asked, len(asked))[0]
+        (_, answer, _), = asked_questions(seed, asked, 1)
         counts = [int(line[-1]) for line in lines]
         top = max(counts.count(digit) for digit in set(counts))
         right += (counts.count(answer) == top) / sum(counts.count(d) == top for d in set(counts))
@@ -143,9 +150,7 @@ class Rows:
         lines, asked = self.block_of(seed)
         if not asked:
             raise ValueError(f"block {seed}: no question to ask")
-        rng = random.Random(seed)
-        count = len(asked) if questions is None else questions
-        asked = [rng.choice(asked) for _ in range(count)] if drawn else rng.sample(asked, len(asked))[:count]
+        asked = asked_questions(seed, asked, len(asked) if questions is None else questions, drawn)
         ids, targets = self.encode(self.hindsight_block(None, "\n".join(lines))), []
         for before, answer, after in asked:
             ids += self.encode(before)
@@ -226,6 +231,11 @@ def load_model(path: str, init: str, device: str, seed: int, hidden_size: int | 
     if hidden_size or layers:
         raise ValueError("--hidden-size and --layers size a fresh model: give them with --init random")
     return policy.tokenizer, policy.model
+
+
+def window_mean(values: list[float], window: int) -> float:
+    """The mean of the last ``window`` values (fewer at the start)."""
+    return sum(values[-window:]) / len(values[-window:])
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -309,12 +319,12 @@ def main(argv: list[str] | None = None) -> dict:
         optimizer.step()
         losses.append(loss.item())
         if step % args.eval_every == 0 or step == args.steps:
-            point = {"step": step, "loss": sum(losses[-args.eval_every:]) / len(losses[-args.eval_every:]),
+            point = {"step": step, "loss": window_mean(losses, args.eval_every),
                      "accuracy": accuracy(model, eval_batches, args.device)}
             point["loss_by_question"] = (by_question[0] / by_question[1].clamp(min=1)).tolist()
             by_question.zero_()
             if token_losses:
-                point["token_loss"] = sum(token_losses[-args.eval_every:]) / len(token_losses[-args.eval_every:])
+                point["token_loss"] = window_mean(token_losses, args.eval_every)
             curve.append(point)
             print(f"step {step}/{args.steps}  loss {point['loss']:.3f}  accuracy {point['accuracy']:.1%}  "
                   + (f"token loss {point['token_loss']:.3f}  " if token_losses else "")

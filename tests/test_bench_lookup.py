@@ -2,6 +2,7 @@
 a run writes the curve it prints."""
 
 import json
+import random
 
 import pytest
 
@@ -86,7 +87,7 @@ def test_drawn_questions_are_the_blocks_own_and_each_once_keeps_its_order(lookup
     assert each_ids[:len(block)] == drawn_ids[:len(block)] == block
     asked = rows.tokenizer.decode(drawn_ids[len(block):]).split("\n")[:-1]
     assert set(asked) <= set(lines) and len(asked) == len(questions)
-    order = __import__("random").Random(4).sample(questions, len(questions))  # "each": the seeded order, as before
+    order = random.Random(4).sample(questions, len(questions))  # "each": the seeded order, as before
     assert rows.tokenizer.decode(each_ids[len(block):]) == "".join(f"{b}{n}{a}" for b, n, a in order)
 
 
