@@ -26,11 +26,18 @@ share of single-question rows of held-out blocks whose most likely next token is
 (:func:`digit_count_reader`), and for the ``errand`` form what a reader that matches the place alone, or
 the destination alone, would score (:func:`one_key_accuracy`).
 Each row is encoded piece by piece (block, question, answer), the same in training and evaluation.
+
+``--mix FORM`` makes every other block of a training step one of ``FORM`` (a curriculum that keeps a lookup
+learned on an easier form while the model meets a harder one); the held-out accuracy of both is recorded.
+``--checkpoint DIR`` keeps the run's state there at every evaluation (model, optimizer, curve); the same
+command given that folder again goes on from its last evaluation, bitwise as if never stopped, and may
+raise ``--steps``. Rows are a function of the step, and training draws no random numbers.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import time
@@ -238,6 +245,46 @@ def window_mean(values: list[float], window: int) -> float:
     return sum(values[-window:]) / len(values[-window:])
 
 
+def held_out_batches(rows: Rows, blocks: int, pad_id: int) -> list:
+    """The held-out single-question rows of ``blocks`` blocks no training row uses, in batches of 32."""
+    held_out = [rows.row(EVAL_SEED_OFFSET + i, questions=1) for i in range(blocks)]
+    return [batch(held_out[i:i + 32], pad_id) for i in range(0, len(held_out), 32)]
+
+
+NOT_THE_RUN = ("steps", "record", "save", "checkpoint", "threads", "device")  # may change when a run goes on
+
+
+def run_arguments(args) -> dict:
+    """The arguments that make a run what it is: a checkpoint goes on only under the same ones."""
+    return {key: str(value) if isinstance(value, Path) else value
+            for key, value in vars(args).items() if key not in NOT_THE_RUN}
+
+
+def save_state(folder: Path, args, model, optimizer, progress: dict) -> None:
+    """The run's state in ``folder``/state.pt, replaced whole (a run killed while writing keeps the last)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = folder / "state.pt.tmp"
+    torch.save({"run": run_arguments(args), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                **progress}, written)
+    os.replace(written, folder / "state.pt")
+
+
+def load_state(folder: Path, args) -> dict | None:
+    """The state a run left in ``folder``, or None if it holds none; refused if the run differs."""
+    path = folder / "state.pt"
+    if not path.exists():
+        return None
+    state = torch.load(path, weights_only=True)
+    differ = {key: (state["run"].get(key), value) for key, value in run_arguments(args).items()
+              if state["run"].get(key) != value}
+    if differ:
+        raise SystemExit(f"--checkpoint {folder} holds another run (saved, given: {differ}): give it its own "
+                         "arguments, or a new folder")
+    if state["curve"][-1]["step"] > args.steps:
+        raise SystemExit(f"--checkpoint {folder} is at step {state['curve'][-1]['step']}, past --steps {args.steps}")
+    return state
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -264,80 +311,106 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--record", type=Path, help="JSON record, rewritten at every evaluation")
     parser.add_argument("--save", type=Path, help="a new folder for the trained model and its tokenizer (the "
                         "next run's --model, e.g. one form after another)")
+    parser.add_argument("--mix", choices=tuple(FORMS), help="every other training block of this form instead")
+    parser.add_argument("--checkpoint", type=Path, help="a folder for the run's state at every evaluation; a run "
+                        "given one that holds a state goes on from it")
     args = parser.parse_args(argv)
+    if args.mix == args.form:
+        raise SystemExit(f"--mix {args.mix} is the main form: mix in another")
     torch.set_num_threads(args.threads)
     if args.save and args.save.exists():
         raise SystemExit(f"--save {args.save} exists: give a new folder")
     tokenizer, model = load_model(args.model, args.init, args.device, args.seed, args.hidden_size, args.layers)
-    rows = Rows(args.form, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    held_out = [rows.row(EVAL_SEED_OFFSET + i, questions=1) for i in range(args.eval_blocks)]
-    eval_batches = [batch(held_out[i:i + 32], pad_id) for i in range(0, len(held_out), 32)]
+    rows = {form: Rows(form, tokenizer) for form in (args.form, args.mix) if form}
+    eval_batches = {form: held_out_batches(form_rows, args.eval_blocks, pad_id) for form, form_rows in rows.items()}
     one_key = (one_key_accuracy(errand_scene(EVAL_SEED_OFFSET + i) for i in range(args.eval_blocks))
                if args.form == "errand" else {})
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
     params = sum(p.numel() for p in model.parameters())
-    curve = [{"step": 0, "loss": None, "accuracy": accuracy(model, eval_batches, args.device)}]
-    print(f"{args.form} lookup, {params / 1e6:.2f}M parameters ({args.init}): accuracy {curve[0]['accuracy']:.1%} "
-          f"before training (chance {1 / NUM_PARCELS:.0%})", flush=True)
     counted = digit_count_reader(args.form, range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + args.eval_blocks))
+
+    def scores() -> dict[str, float]:
+        figures = {"accuracy": accuracy(model, eval_batches[args.form], args.device)}
+        return figures | ({"mix_accuracy": accuracy(model, eval_batches[args.mix], args.device)} if args.mix else {})
+
+    state = load_state(args.checkpoint, args) if args.checkpoint else None
+    if state:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        curve, losses, token_losses = state["curve"], state["losses"], state["token_losses"]
+        by_question, seconds_before = state["by_question"], state["seconds"]
+        print(f"{args.form} lookup: going on from step {curve[-1]['step']} of {args.checkpoint} "
+              f"(accuracy {curve[-1]['accuracy']:.1%})", flush=True)
+    else:
+        curve, losses, token_losses, seconds_before = [{"step": 0, "loss": None, **scores()}], [], [], 0.0
+        by_question = torch.zeros(2, 0)  # [2, Q]: summed answer loss and count by the question's place in its row
+        print(f"{args.form} lookup, {params / 1e6:.2f}M parameters ({args.init}): accuracy {curve[0]['accuracy']:.1%} "
+              f"before training (chance {1 / NUM_PARCELS:.0%})", flush=True)
     print(f"a model-free reader that counts the block's digits and reads no key: {counted['accuracy']:.1%} "
           f"(cross-entropy {counted['loss']:.3f})", flush=True)
     if one_key:
         print("model-free readers of one key on the held-out blocks: " +
               ", ".join(f"{key} alone {chance:.1%}" for key, chance in one_key.items()), flush=True)
-    started, losses, token_losses = time.perf_counter(), [], []
+    started = time.perf_counter()
 
     def figures() -> dict:
-        return {"form": args.form, "model": args.model, "init": args.init, "parameters": params, "steps": args.steps,
-                "steps_done": curve[-1]["step"], "lr": args.lr, "batch_rows": args.batch_rows, "ask": args.ask,
-                "token_loss_weight": args.token_loss_weight, "eval_rows": len(held_out), "chance": 1 / NUM_PARCELS,
-                "seconds": time.perf_counter() - started, "curve": curve, "one_key_readers": one_key,
-                "digit_count_reader": counted}
+        return {"form": args.form, "mix": args.mix, "model": args.model, "init": args.init, "parameters": params,
+                "steps": args.steps, "steps_done": curve[-1]["step"], "lr": args.lr, "batch_rows": args.batch_rows,
+                "ask": args.ask, "token_loss_weight": args.token_loss_weight, "eval_rows": args.eval_blocks,
+                "chance": 1 / NUM_PARCELS, "seconds": seconds_before + time.perf_counter() - started,
+                "curve": curve, "one_key_readers": one_key, "digit_count_reader": counted}
 
-    by_question = torch.zeros(2, 0)  # [2, Q]: summed answer loss and count by the question's place in its row
-    for step in range(1, args.steps + 1):
-        step_rows = [rows.row((step - 1) * args.batch_rows + i, drawn=args.ask == "drawn")
-                     for i in range(args.batch_rows)]
+    for step in range(curve[-1]["step"] + 1, args.steps + 1):
+        forms = [args.mix if args.mix and i % 2 else args.form for i in range(args.batch_rows)]
+        step_rows = [rows[form].row((step - 1) * args.batch_rows + i, drawn=args.ask == "drawn")
+                     for i, form in enumerate(forms)]
         ids, lengths, row_index, position, target = (t.to(args.device) for t in batch(step_rows, pad_id))
         hidden = hidden_states(model, ids)
         answer_losses = torch.nn.functional.cross_entropy(
             target_logits(model, hidden, row_index, position).float(), target, reduction="none")  # [N]
-        loss = answer_losses.mean()
-        order = torch.tensor([k for _, targets in step_rows for k in range(len(targets))])  # [N]
-        if int(order.max()) >= by_question.shape[1]:
-            by_question = torch.nn.functional.pad(by_question, (0, int(order.max()) + 1 - by_question.shape[1]))
-        by_question[0].index_add_(0, order, answer_losses.detach().cpu())
-        by_question[1].index_add_(0, order, torch.ones(len(order)))
-        total = loss
+        total = answer_losses.mean()
         if args.token_loss_weight:
             token = token_loss(model, hidden, ids, lengths)
-            total = loss + args.token_loss_weight * token
+            total = total + args.token_loss_weight * token
             token_losses.append(token.item())
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
-        losses.append(loss.item())
+        main_form = torch.tensor([form == args.form for form, (_, targets) in zip(forms, step_rows) for _ in targets])
+        main_losses = answer_losses.detach().cpu()[main_form]  # the recorded loss is the main form's answers'
+        losses.append(main_losses.mean().item())
+        order = torch.tensor([k for form, (_, targets) in zip(forms, step_rows) if form == args.form
+                              for k in range(len(targets))])  # [N main]: a question's place in its row
+        if int(order.max()) >= by_question.shape[1]:
+            by_question = torch.nn.functional.pad(by_question, (0, int(order.max()) + 1 - by_question.shape[1]))
+        by_question[0].index_add_(0, order, main_losses)
+        by_question[1].index_add_(0, order, torch.ones(len(order)))
         if step % args.eval_every == 0 or step == args.steps:
-            point = {"step": step, "loss": window_mean(losses, args.eval_every),
-                     "accuracy": accuracy(model, eval_batches, args.device)}
+            point = {"step": step, "loss": window_mean(losses, args.eval_every), **scores()}
             point["loss_by_question"] = (by_question[0] / by_question[1].clamp(min=1)).tolist()
             by_question.zero_()
             if token_losses:
                 point["token_loss"] = window_mean(token_losses, args.eval_every)
             curve.append(point)
             print(f"step {step}/{args.steps}  loss {point['loss']:.3f}  accuracy {point['accuracy']:.1%}  "
+                  + (f"{args.mix} {point['mix_accuracy']:.1%}  " if args.mix else "")
                   + (f"token loss {point['token_loss']:.3f}  " if token_losses else "")
                   + "by question " + " ".join(f"{value:.2f}" for value in point["loss_by_question"]) + "  "
-                  + f"({time.perf_counter() - started:.0f} s)", flush=True)
+                  + f"({seconds_before + time.perf_counter() - started:.0f} s)", flush=True)
             if args.record:  # a long run stopped early keeps its curve so far (steps_done < steps)
                 write_record(args.record, figures())
+            if args.checkpoint:
+                save_state(args.checkpoint, args, model, optimizer, {
+                    "curve": curve, "losses": losses, "token_losses": token_losses, "by_question": by_question,
+                    "seconds": seconds_before + time.perf_counter() - started})
     print(f"{args.form} lookup accuracy after {args.steps} steps: {curve[-1]['accuracy']:.1%} "
           f"(before {curve[0]['accuracy']:.1%}; chance {1 / NUM_PARCELS:.0%})")
     if args.save:
         model.save_pretrained(args.save)
         tokenizer.save_pretrained(args.save)
     return figures()
+
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@ a run writes the curve it prints."""
 
 import json
 import random
+from pathlib import Path
 
 import pytest
+import torch
 
 from model_fixtures import tiny_model_dir  # noqa: F401  (pytest fixture)
 
@@ -117,6 +119,28 @@ def test_a_run_records_the_curve_it_prints(lookup, tiny_model_dir, tmp_path, cap
     assert f"copy lookup accuracy after 2 steps: {saved['curve'][-1]['accuracy']:.1%}" in capsys.readouterr().out
     again = lookup.main(["--model", str(tmp_path / "trained"), "--form", "copy", "--steps", "1", "--eval-blocks", "4"])
     assert again["curve"][0]["accuracy"] == saved["curve"][-1]["accuracy"]  # the saved model, as it was scored
+
+
+@pytest.mark.integration
+def test_a_run_stopped_and_taken_up_again_from_its_checkpoint_is_the_run_never_stopped(lookup, tiny_model_dir,
+                                                                                        tmp_path):
+    def run(steps: int, folder: Path, record: str) -> dict:
+        return lookup.main(["--model", str(tiny_model_dir), "--init", "random", "--form", "pair", "--mix", "copy",
+                            "--ask", "drawn", "--steps", str(steps), "--eval-every", "2", "--eval-blocks", "4",
+                            "--batch-rows", "3", "--checkpoint", str(folder), "--record", str(tmp_path / record)])
+
+    whole = run(4, tmp_path / "whole", "whole.json")
+    run(2, tmp_path / "parts", "parts.json")
+    parts = run(4, tmp_path / "parts", "parts.json")
+    assert parts["curve"] == whole["curve"] and [point["step"] for point in whole["curve"]] == [0, 2, 4]
+    assert {"accuracy", "mix_accuracy"} <= set(whole["curve"][-1]) and whole["mix"] == "copy"
+    ended, taken_up = (torch.load(tmp_path / name / "state.pt", weights_only=True) for name in ("whole", "parts"))
+    for name, tensor in ended["model"].items():
+        assert torch.equal(tensor, taken_up["model"][name]), name
+    assert json.loads((tmp_path / "parts.json").read_text())["curve"] == whole["curve"]
+    with pytest.raises(SystemExit, match="holds another run"):
+        lookup.main(["--model", str(tiny_model_dir), "--init", "random", "--form", "pair", "--steps", "6",
+                     "--eval-every", "2", "--eval-blocks", "4", "--checkpoint", str(tmp_path / "whole")])
 
 
 def test_one_key_readers_on_a_hand_made_scene(lookup):
