@@ -17,6 +17,10 @@ the errand it is in and copy its parcel. Forms (``FORMS``):
   ``<place>: parcel `` written as the line writes it.
 * ``pair`` -- simpler still: lines `` <place> N``, the question `` <place> ``; the place is one token and two
   tokens before the digit, as in the associative-recall drills of the literature.
+* ``errand-first``, ``pair-first`` -- the same blocks and questions in the teacher's own layout, where the
+  block sits between the step's context and its response: a row is one question's key (the arrival
+  sentence; the place), then the block, then the rest of the question. The key is read before the block,
+  not after it, and a row asks one question (``KEY_FIRST``).
 
 Training rows ask every question of a block in turn (one loss per answer; ``--ask drawn``: as many drawn
 with replacement, so that no answer follows from counting the block's digits against the earlier
@@ -135,8 +139,22 @@ def pair_block(seed: int) -> tuple[list[str], list[Question]]:
             [(f" {before.replace(': parcel ', ' ')}", n, after) for before, n, after in questions])
 
 
+def key_after_newline(before: str) -> tuple[str, str]:
+    """An ``errand`` question's key, its arrival sentence, and the rest, the response up to the number."""
+    key, newline, rest = before.partition("\n")
+    return key + newline, rest
+
+
+def key_word(before: str) -> tuple[str, str]:
+    """A ``pair`` question's key, its place (`` cafe``), and the rest, the space before the number."""
+    return before.rstrip(" ") + "\n", " "
+
+
 FORMS: dict[str, Callable[[int], tuple[list[str], list[Question]]]] = {
-    "errand": errand_block, "copy": copy_block, "pair": pair_block}
+    "errand": errand_block, "copy": copy_block, "pair": pair_block,
+    "errand-first": errand_block, "pair-first": pair_block}
+KEY_FIRST: dict[str, Callable[[str], tuple[str, str]]] = {  # forms in the teacher's layout: the splits of a question
+    "errand-first": key_after_newline, "pair-first": key_word}
 
 
 class Rows:
@@ -146,6 +164,7 @@ class Rows:
         from stepopsd.algo.hindsight import hindsight_block
 
         self.block_of, self.tokenizer, self.hindsight_block = FORMS[form], tokenizer, hindsight_block
+        self.split_key = KEY_FIRST.get(form)
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -153,12 +172,18 @@ class Rows:
     def row(self, seed: int, questions: int | None = None,
             drawn: bool = False) -> tuple[list[int], list[tuple[int, int]]]:
         """The block of ``seed`` and its questions in a seeded order (the first ``questions`` of them, else all),
-        or with ``drawn`` as many questions drawn with replacement."""
+        or with ``drawn`` as many questions drawn with replacement; in a ``KEY_FIRST`` form, one question, its
+        key before the block."""
         lines, asked = self.block_of(seed)
         if not asked:
             raise ValueError(f"block {seed}: no question to ask")
-        asked = asked_questions(seed, asked, len(asked) if questions is None else questions, drawn)
+        count = 1 if self.split_key else len(asked) if questions is None else questions
+        asked = asked_questions(seed, asked, count, drawn)
         ids, targets = self.encode(self.hindsight_block(None, "\n".join(lines))), []
+        if self.split_key:  # the teacher's layout: the question's key, then the block, then the rest of it
+            (before, answer, after), = asked
+            key, before = self.split_key(before)
+            ids, asked = self.encode(key) + ids, [(before, answer, after)]
         for before, answer, after in asked:
             ids += self.encode(before)
             digit = self.encode(str(answer))
@@ -325,7 +350,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = {form: Rows(form, tokenizer) for form in (args.form, args.mix) if form}
     eval_batches = {form: held_out_batches(form_rows, args.eval_blocks, pad_id) for form, form_rows in rows.items()}
     one_key = (one_key_accuracy(errand_scene(EVAL_SEED_OFFSET + i) for i in range(args.eval_blocks))
-               if args.form == "errand" else {})
+               if FORMS[args.form] is errand_block else {})
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
     params = sum(p.numel() for p in model.parameters())
     counted = digit_count_reader(args.form, range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + args.eval_blocks))

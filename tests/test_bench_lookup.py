@@ -57,6 +57,26 @@ def test_a_row_asks_at_the_digit_it_targets(lookup, tiny_model_dir):
         assert ids[position + 1] == target and rows.tokenizer.decode([target]) in "123"
 
 
+@pytest.mark.parametrize("form", ["errand", "pair"])
+def test_a_key_first_row_is_the_questions_key_then_the_block_then_the_rest_of_it(lookup, tiny_model_dir, form):
+    from stepopsd.algo.hindsight import hindsight_block
+    from stepopsd.policy import load_policy
+
+    tokenizer = load_policy(tiny_model_dir).tokenizer
+    after_block, key_first = lookup.Rows(form, tokenizer), lookup.Rows(f"{form}-first", tokenizer)
+    for seed in (3, 11):
+        lines, _ = lookup.FORMS[form](seed)
+        (before, answer, after), = lookup.asked_questions(seed, lookup.FORMS[form](seed)[1], 1, drawn=True)
+        key, rest = lookup.KEY_FIRST[f"{form}-first"](before)
+        assert key.strip() and key.strip() in before and before.endswith(rest)
+        ids, targets = key_first.row(seed, drawn=True)
+        block = hindsight_block(None, "\n".join(lines))
+        assert tokenizer.decode(ids) == f"{key}{block}{rest}{answer}{after}"
+        (position, target), = targets
+        assert ids[position + 1] == target and tokenizer.decode([target]) == str(answer)
+        assert after_block.row(seed, questions=1)[1][0][1] == key_first.row(seed, questions=1)[1][0][1]
+
+
 def test_the_token_loss_is_the_mean_next_token_loss_of_each_rows_own_tokens(lookup, tiny_model_dir):
     """Padding after a short row is neither predicted nor a context: the batched loss equals the token-weighted
     mean of each row's loss computed alone, unpadded."""
