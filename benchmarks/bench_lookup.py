@@ -270,6 +270,33 @@ def window_mean(values: list[float], window: int) -> float:
     return sum(values[-window:]) / len(values[-window:])
 
 
+def train_step(model, optimizer, step_batch, device: str, token_loss_weight: float) -> tuple[torch.Tensor, float | None]:
+    """One AdamW step on the answers' mean cross-entropy (plus the token loss at its weight): the answers'
+    losses [N] and the token loss (None at weight 0)."""
+    ids, lengths, row_index, position, target = (t.to(device) for t in step_batch)
+    hidden = hidden_states(model, ids)
+    answer_losses = torch.nn.functional.cross_entropy(
+        target_logits(model, hidden, row_index, position).float(), target, reduction="none")  # [N]
+    total, token = answer_losses.mean(), None
+    if token_loss_weight:
+        token = token_loss(model, hidden, ids, lengths)
+        total = total + token_loss_weight * token
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    return answer_losses.detach().cpu(), None if token is None else token.item()
+
+
+def add_by_question(by_question: torch.Tensor, order: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+    """``by_question`` [2, Q] (summed loss, count by a question's place in its row) with ``losses`` [N] added at
+    their places ``order`` [N], widened as needed."""
+    if int(order.max()) >= by_question.shape[1]:
+        by_question = torch.nn.functional.pad(by_question, (0, int(order.max()) + 1 - by_question.shape[1]))
+    by_question[0].index_add_(0, order, losses)
+    by_question[1].index_add_(0, order, torch.ones(len(order)))
+    return by_question
+
+
 def held_out_batches(rows: Rows, blocks: int, pad_id: int) -> list:
     """The held-out single-question rows of ``blocks`` blocks no training row uses, in batches of 32."""
     held_out = [rows.row(EVAL_SEED_OFFSET + i, questions=1) for i in range(blocks)]
@@ -390,27 +417,16 @@ def main(argv: list[str] | None = None) -> dict:
         forms = [args.mix if args.mix and i % 2 else args.form for i in range(args.batch_rows)]
         step_rows = [rows[form].row((step - 1) * args.batch_rows + i, drawn=args.ask == "drawn")
                      for i, form in enumerate(forms)]
-        ids, lengths, row_index, position, target = (t.to(args.device) for t in batch(step_rows, pad_id))
-        hidden = hidden_states(model, ids)
-        answer_losses = torch.nn.functional.cross_entropy(
-            target_logits(model, hidden, row_index, position).float(), target, reduction="none")  # [N]
-        total = answer_losses.mean()
-        if args.token_loss_weight:
-            token = token_loss(model, hidden, ids, lengths)
-            total = total + args.token_loss_weight * token
-            token_losses.append(token.item())
-        optimizer.zero_grad()
-        total.backward()
-        optimizer.step()
+        answer_losses, token = train_step(model, optimizer, batch(step_rows, pad_id), args.device,
+                                          args.token_loss_weight)
+        if token is not None:
+            token_losses.append(token)
         main_form = torch.tensor([form == args.form for form, (_, targets) in zip(forms, step_rows) for _ in targets])
-        main_losses = answer_losses.detach().cpu()[main_form]  # the recorded loss is the main form's answers'
+        main_losses = answer_losses[main_form]  # the recorded loss is the main form's answers'
         losses.append(main_losses.mean().item())
         order = torch.tensor([k for form, (_, targets) in zip(forms, step_rows) if form == args.form
                               for k in range(len(targets))])  # [N main]: a question's place in its row
-        if int(order.max()) >= by_question.shape[1]:
-            by_question = torch.nn.functional.pad(by_question, (0, int(order.max()) + 1 - by_question.shape[1]))
-        by_question[0].index_add_(0, order, main_losses)
-        by_question[1].index_add_(0, order, torch.ones(len(order)))
+        by_question = add_by_question(by_question, order, main_losses)
         if step % args.eval_every == 0 or step == args.steps:
             point = {"step": step, "loss": window_mean(losses, args.eval_every), **scores()}
             point["loss_by_question"] = (by_question[0] / by_question[1].clamp(min=1)).tolist()
