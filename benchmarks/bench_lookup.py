@@ -270,7 +270,8 @@ def window_mean(values: list[float], window: int) -> float:
     return sum(values[-window:]) / len(values[-window:])
 
 
-def train_step(model, optimizer, step_batch, device: str, token_loss_weight: float) -> tuple[torch.Tensor, float | None]:
+def train_step(model, optimizer, step_batch, device: str,
+               token_loss_weight: float) -> tuple[torch.Tensor, float | None]:
     """One AdamW step on the answers' mean cross-entropy (plus the token loss at its weight): the answers'
     losses [N] and the token loss (None at weight 0)."""
     ids, lengths, row_index, position, target = (t.to(device) for t in step_batch)
@@ -451,7 +452,6 @@ def main(argv: list[str] | None = None) -> dict:
         model.save_pretrained(args.save)
         tokenizer.save_pretrained(args.save)
     return figures()
-
 
 
 if __name__ == "__main__":
