@@ -21,6 +21,8 @@ the errand it is in and copy its parcel. Forms (``FORMS``):
   block sits between the step's context and its response: a row is one question's key (the arrival
   sentence; the place), then the block, then the rest of the question. The key is read before the block,
   not after it, and a row asks one question (``KEY_FIRST``).
+* ``unique-first`` -- ``errand-first`` with blocks where every place name is in one line only (not the env's
+  scenes): one key finds the line, as in ``pair-first``, in the env's own words.
 
 Training rows ask every question of a block in turn (one loss per answer; ``--ask drawn``: as many drawn
 with replacement, so that no answer follows from counting the block's digits against the earlier
@@ -59,17 +61,32 @@ EVAL_SEED_OFFSET = 1_000_000  # held-out blocks: seeds no training row uses (tra
 
 
 def errand_block(seed: int) -> tuple[list[str], list[Question]]:
+    scene = errand_scene(seed)
+    return ([errand.outcome(errand.clue.answer) for errand in scene.errands],
+            [errand_question(errand.place, errand.dest, errand.clue.answer) for errand in asked_errands(scene)])
+
+
+def errand_question(place: str, dest: str, answer: int) -> Question:
+    """An errand's arrival sentence without its listing and note, then the expert's response around the number."""
     from stepopsd_envs.protocol import TagProtocol, expert_text
 
-    scene = errand_scene(seed)
-    questions = []
-    for errand in asked_errands(scene):
-        answer = errand.clue.answer
-        response = expert_text(TagProtocol(), f"take parcel {answer}")
-        before, after = response.split(str(answer), 1)
-        arrival = f"You arrive at the {errand.place}. On the counter lie {NUM_PARCELS} parcels for the {errand.dest}.\n"
-        questions.append((arrival + before, answer, after + "\n"))
-    return [errand.outcome(errand.clue.answer) for errand in scene.errands], questions
+    before, after = expert_text(TagProtocol(), f"take parcel {answer}").split(str(answer), 1)
+    arrival = f"You arrive at the {place}. On the counter lie {NUM_PARCELS} parcels for the {dest}.\n"
+    return arrival + before, answer, after + "\n"
+
+
+def unique_errand_block(seed: int) -> tuple[list[str], list[Question]]:
+    """As ``errand``, but every place name is in one line only, as a place or a destination (eight places and
+    eight destinations, the sixteen locations shuffled): either word alone finds the line, as the one place
+    does in ``pair``."""
+    from stepopsd_envs.errand_chain import LOCATIONS, Errand
+
+    rng = random.Random(seed)
+    names = rng.sample(LOCATIONS, 16)
+    places, dests = names[:8], names[8:]
+    answers = [rng.randint(1, NUM_PARCELS) for _ in places]
+    return ([Errand(place, dest, None).outcome(n) for place, dest, n in zip(places, dests, answers)],
+            [errand_question(place, dest, n) for place, dest, n in zip(places, dests, answers)])
 
 
 def errand_scene(seed: int):
@@ -152,9 +169,9 @@ def key_word(before: str) -> tuple[str, str]:
 
 FORMS: dict[str, Callable[[int], tuple[list[str], list[Question]]]] = {
     "errand": errand_block, "copy": copy_block, "pair": pair_block,
-    "errand-first": errand_block, "pair-first": pair_block}
+    "errand-first": errand_block, "pair-first": pair_block, "unique-first": unique_errand_block}
 KEY_FIRST: dict[str, Callable[[str], tuple[str, str]]] = {  # forms in the teacher's layout: the splits of a question
-    "errand-first": key_after_newline, "pair-first": key_word}
+    "errand-first": key_after_newline, "pair-first": key_word, "unique-first": key_after_newline}
 
 
 class Rows:

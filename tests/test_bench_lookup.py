@@ -41,6 +41,21 @@ def test_an_errand_block_is_what_the_env_reports_and_each_question_has_its_lines
         assert before.endswith("take parcel ")
 
 
+def test_a_unique_block_names_each_place_once_in_the_envs_words_and_asks_every_line(lookup):
+    from stepopsd_envs.errand_chain import Errand
+
+    for seed in (0, 9):
+        lines, questions = lookup.unique_errand_block(seed)
+        names = [line.split("the ")[1].split("'s")[0] for line in lines] + [line.split("for the ")[1].split(":")[0]
+                                                                             for line in lines]
+        assert len(set(names)) == len(names) == 16
+        for line, (before, answer, after) in zip(lines, questions):
+            place = before.split("You arrive at the ")[1].split(".")[0]
+            dest = before.split("parcels for the ")[1].split(".")[0]
+            assert line == Errand(place, dest, None).outcome(answer)
+            assert (before, answer, after) == lookup.errand_question(place, dest, answer)
+
+
 def test_a_copy_block_keys_each_line_by_a_place_of_its_own(lookup):
     lines, questions = lookup.copy_block(3)
     assert len({line.split(":")[0] for line in lines}) == len(lines) == 8
