@@ -190,14 +190,13 @@ class Rows:
             drawn: bool = False) -> tuple[list[int], list[tuple[int, int]]]:
         """The block of ``seed`` and its questions in a seeded order (the first ``questions`` of them, else all),
         or with ``drawn`` as many questions drawn with replacement; in a ``KEY_FIRST`` form, one question, its
-        key before the block."""
+        key before the block. A block with no question (an ``errand`` scene whose every errand shares its place
+        and destination with another) is a row with no target: it trains nothing."""
         lines, asked = self.block_of(seed)
-        if not asked:
-            raise ValueError(f"block {seed}: no question to ask")
         count = 1 if self.split_key else len(asked) if questions is None else questions
-        asked = asked_questions(seed, asked, count, drawn)
+        asked = asked_questions(seed, asked, count, drawn) if asked else []  # a block may hold no question
         ids, targets = self.encode(self.hindsight_block(None, "\n".join(lines))), []
-        if self.split_key:  # the teacher's layout: the question's key, then the block, then the rest of it
+        if self.split_key and asked:  # the teacher's layout: the question's key, then the block, then the rest
             (before, answer, after), = asked
             key, before = self.split_key(before)
             ids, asked = self.encode(key) + ids, [(before, answer, after)]
@@ -308,7 +307,7 @@ def train_step(model, optimizer, step_batch, device: str,
 def add_by_question(by_question: torch.Tensor, order: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
     """``by_question`` [2, Q] (summed loss, count by a question's place in its row) with ``losses`` [N] added at
     their places ``order`` [N], widened as needed."""
-    if int(order.max()) >= by_question.shape[1]:
+    if len(order) and int(order.max()) >= by_question.shape[1]:
         by_question = torch.nn.functional.pad(by_question, (0, int(order.max()) + 1 - by_question.shape[1]))
     by_question[0].index_add_(0, order, losses)
     by_question[1].index_add_(0, order, torch.ones(len(order)))

@@ -92,6 +92,18 @@ def test_a_key_first_row_is_the_questions_key_then_the_block_then_the_rest_of_it
         assert after_block.row(seed, questions=1)[1][0][1] == key_first.row(seed, questions=1)[1][0][1]
 
 
+def test_a_scene_whose_every_errand_repeats_is_a_row_with_no_target(lookup, tiny_model_dir):
+    from stepopsd.algo.hindsight import hindsight_block
+    from stepopsd.policy import load_policy
+
+    lines, questions = lookup.errand_block(121154)  # its eight errands: four pairs of place and destination, twice each
+    assert questions == [] and len(lines) == 8
+    tokenizer = load_policy(tiny_model_dir).tokenizer
+    block = tokenizer(hindsight_block(None, "\n".join(lines)), add_special_tokens=False)["input_ids"]
+    for form in ("errand", "errand-first"):
+        assert lookup.Rows(form, tokenizer).row(121154, drawn=True) == (block, [])
+
+
 def test_the_token_loss_is_the_mean_next_token_loss_of_each_rows_own_tokens(lookup, tiny_model_dir):
     """Padding after a short row is neither predicted nor a context: the batched loss equals the token-weighted
     mean of each row's loss computed alone, unpadded."""
