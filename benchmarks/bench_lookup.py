@@ -23,6 +23,8 @@ the errand it is in and copy its parcel. Forms (``FORMS``):
   not after it, and a row asks one question (``KEY_FIRST``).
 * ``unique-first`` -- ``errand-first`` with blocks where every place name is in one line only (not the env's
   scenes): one key finds the line, as in ``pair-first``, in the env's own words.
+* ``role-first`` -- between ``unique-first`` and ``errand-first``: a name is the place of one line at most and
+  the destination of one line at most, so one key finds the line only when read with its role.
 
 Training rows ask every question of a block in turn (one loss per answer; ``--ask drawn``: as many drawn
 with replacement, so that no answer follows from counting the block's digits against the earlier
@@ -79,11 +81,30 @@ def unique_errand_block(seed: int) -> tuple[list[str], list[Question]]:
     """As ``errand``, but every place name is in one line only, as a place or a destination (eight places and
     eight destinations, the sixteen locations shuffled): either word alone finds the line, as the one place
     does in ``pair``."""
-    from stepopsd_envs.errand_chain import LOCATIONS, Errand
+    from stepopsd_envs.errand_chain import LOCATIONS
 
     rng = random.Random(seed)
     names = rng.sample(LOCATIONS, 16)
-    places, dests = names[:8], names[8:]
+    return drawn_errands(names[:8], names[8:], rng)
+
+
+def role_errand_block(seed: int) -> tuple[list[str], list[Question]]:
+    """As ``unique-first``'s blocks, but places and destinations drawn apart: a name is the place of one line at
+    most and the destination of one line at most, so it can be in two lines, one in each role, as the env's
+    scenes write it. One key finds the line only when read with its role."""
+    from stepopsd_envs.errand_chain import LOCATIONS
+
+    rng = random.Random(seed)
+    places, dests = rng.sample(LOCATIONS, 8), rng.sample(LOCATIONS, 8)
+    while any(place == dest for place, dest in zip(places, dests)):
+        rng.shuffle(dests)
+    return drawn_errands(places, dests, rng)
+
+
+def drawn_errands(places: list[str], dests: list[str], rng: random.Random) -> tuple[list[str], list[Question]]:
+    """A block of errands from ``places`` to ``dests`` with parcels drawn by ``rng``, each errand asked."""
+    from stepopsd_envs.errand_chain import Errand
+
     answers = [rng.randint(1, NUM_PARCELS) for _ in places]
     return ([Errand(place, dest, None).outcome(n) for place, dest, n in zip(places, dests, answers)],
             [errand_question(place, dest, n) for place, dest, n in zip(places, dests, answers)])
@@ -169,9 +190,11 @@ def key_word(before: str) -> tuple[str, str]:
 
 FORMS: dict[str, Callable[[int], tuple[list[str], list[Question]]]] = {
     "errand": errand_block, "copy": copy_block, "pair": pair_block,
-    "errand-first": errand_block, "pair-first": pair_block, "unique-first": unique_errand_block}
+    "errand-first": errand_block, "pair-first": pair_block, "unique-first": unique_errand_block,
+    "role-first": role_errand_block}
 KEY_FIRST: dict[str, Callable[[str], tuple[str, str]]] = {  # forms in the teacher's layout: the splits of a question
-    "errand-first": key_after_newline, "pair-first": key_word, "unique-first": key_after_newline}
+    "errand-first": key_after_newline, "pair-first": key_word, "unique-first": key_after_newline,
+    "role-first": key_after_newline}
 
 
 class Rows:

@@ -56,6 +56,19 @@ def test_a_unique_block_names_each_place_once_in_the_envs_words_and_asks_every_l
             assert (before, answer, after) == lookup.errand_question(place, dest, answer)
 
 
+def test_a_role_block_names_each_place_once_in_each_role_and_never_as_its_own_destination(lookup):
+    in_both_roles = 0
+    for seed in (0, 9, 4):
+        lines, questions = lookup.role_errand_block(seed)
+        pairs = [(line.split("the ")[1].split("'s")[0], line.split("for the ")[1].split(":")[0]) for line in lines]
+        places, dests = zip(*pairs)
+        assert len(set(places)) == len(set(dests)) == 8 and all(place != dest for place, dest in pairs)
+        assert questions == [lookup.errand_question(place, dest, int(line[-1]))
+                             for (place, dest), line in zip(pairs, lines)]
+        in_both_roles += len(set(places) & set(dests))
+    assert in_both_roles  # names that are one line's place and another's destination, as in the env's scenes
+
+
 def test_a_copy_block_keys_each_line_by_a_place_of_its_own(lookup):
     lines, questions = lookup.copy_block(3)
     assert len({line.split(":")[0] for line in lines}) == len(lines) == 8
