@@ -41,13 +41,17 @@ def test_an_errand_block_is_what_the_env_reports_and_each_question_has_its_lines
         assert before.endswith("take parcel ")
 
 
+def _place_and_dest(line: str) -> tuple[str, str]:
+    """The place and destination of an outcome line, ``the <place>'s parcel for the <dest>: parcel N``."""
+    return line.split("the ", 1)[1].split("'s")[0], line.split("for the ")[1].split(":")[0]
+
+
 def test_a_unique_block_names_each_place_once_in_the_envs_words_and_asks_every_line(lookup):
     from stepopsd_envs.errand_chain import Errand
 
     for seed in (0, 9):
         lines, questions = lookup.unique_errand_block(seed)
-        names = [line.split("the ")[1].split("'s")[0] for line in lines] + [line.split("for the ")[1].split(":")[0]
-                                                                             for line in lines]
+        names = [name for line in lines for name in _place_and_dest(line)]
         assert len(set(names)) == len(names) == 16
         for line, (before, answer, after) in zip(lines, questions):
             place = before.split("You arrive at the ")[1].split(".")[0]
@@ -60,7 +64,7 @@ def test_a_role_block_names_each_place_once_in_each_role_and_never_as_its_own_de
     in_both_roles = 0
     for seed in (0, 9, 4):
         lines, questions = lookup.role_errand_block(seed)
-        pairs = [(line.split("the ")[1].split("'s")[0], line.split("for the ")[1].split(":")[0]) for line in lines]
+        pairs = [_place_and_dest(line) for line in lines]
         places, dests = zip(*pairs)
         assert len(set(places)) == len(set(dests)) == 8 and all(place != dest for place, dest in pairs)
         assert questions == [lookup.errand_question(place, dest, int(line[-1]))
