@@ -308,7 +308,44 @@ def test_the_docs_long_lookup_runs_are_their_records_and_the_digit_count_reader_
             f"{jump[16000]['accuracy']:.1%} at 16000**") in text
     readme = " ".join((root / "README.md").read_text(encoding="utf-8").split())
     assert f"**{jump[16000]['accuracy']:.1%}** held out after 16000 steps" in readme
-    errand_drawn = json.loads((root / "benchmarks" / "results" / "lookup" / "errand-drawn.json").read_text())
-    assert f"(at the count after {errand_drawn['steps_done']} steps)" in readme
+    errand_drawn, errand_first, pair_first = (
+        json.loads((root / "benchmarks" / "results" / "lookup" / f"{name}.json").read_text())
+        for name in ("errand-drawn", "errand-first", "pair-first"))
+    assert (f"(at the count after {errand_drawn['steps_done']} steps, and after {errand_first['steps_done']} in "
+            "the teacher's layout)") in readme
+    first_jump = {point["step"]: point["accuracy"] for point in pair_first["curve"]}
+    assert f"**{first_jump[3500]:.1%}** after 3500 when the key comes before the block" in readme
     assert round(jump[16000]["loss_by_question"][0], 2) == 0.03
     assert "is 0.03 for the first question after the block" in text
+
+
+TEACHER_LAYOUT_RUNS = ("errand-mix-pair", "errand-drawn-long", "pair-first", "errand-first-from-pair",
+                       "unique-first-from-pair", "errand-first", "errand-first-from-unique", "role-first-from-unique",
+                       "errand-first-from-role")
+
+
+def teacher_layout_row(name: str, record: dict) -> str:
+    """The row of the eighth session's table for one record (docs/benchmarks.md, issue 41)."""
+    curve = record["curve"]
+    start = "fresh" if record["init"] == "random" else f"`{Path(record['model']).name}`"
+    mixed = f"{record['mix']}: {curve[-1]['mix_accuracy']:.1%}" if record.get("mix") else "-"
+    return (f"| `{name}` | {record['form']} | {start} | {mixed} | {record['batch_rows']} | "
+            f"{record['steps_done']} | {record['eval_rows']} | {curve[0]['accuracy']:.1%} | "
+            f"{curve[-1]['accuracy']:.1%} | {max(p['accuracy'] for p in curve):.1%} | {curve[-1]['loss']:.3f} |")
+
+
+def test_the_docs_teacher_layout_runs_are_their_records_and_their_readers_are_recomputed(lookup):
+    root = Path(__file__).resolve().parents[1]
+    docs = (root / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    section = docs[docs.index("#### Longer runs of the `errand` form"):docs.index("### Where five teachers leave")]
+    for name in TEACHER_LAYOUT_RUNS:
+        record = json.loads((root / "benchmarks" / "results" / "lookup" / f"{name}.json").read_text())
+        assert teacher_layout_row(name, record) in section, name
+        assert record["digit_count_reader"] == lookup.digit_count_reader(
+            record["form"], range(lookup.EVAL_SEED_OFFSET, lookup.EVAL_SEED_OFFSET + record["eval_rows"]))
+    errand_first = lookup.one_key_accuracy(lookup.errand_scene(lookup.EVAL_SEED_OFFSET + i) for i in range(512))
+    count = lookup.digit_count_reader("errand-first", range(lookup.EVAL_SEED_OFFSET, lookup.EVAL_SEED_OFFSET + 512))
+    text = " ".join(section.split())
+    assert (f"digit count {count['accuracy']:.1%}, the place alone {errand_first['place']:.1%}, the destination "
+            f"alone {errand_first['dest']:.1%}") in text
+    assert f"({count['accuracy']:.1%} on these rows, cross-entropy {count['loss']:.3f})" in text
