@@ -348,4 +348,4 @@ def test_the_docs_teacher_layout_runs_are_their_records_and_their_readers_are_re
     text = " ".join(section.split())
     assert (f"digit count {count['accuracy']:.1%}, the place alone {errand_first['place']:.1%}, the destination "
             f"alone {errand_first['dest']:.1%}") in text
-    assert f"({count['accuracy']:.1%} on these rows, cross-entropy {count['loss']:.3f})" in text
+    assert f"({count['accuracy']:.1%} on these rows, cross-entropy {count['loss']:.3f};" in text
