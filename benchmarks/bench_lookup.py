@@ -144,21 +144,24 @@ def asked_questions(seed: int, questions: list[Question], count: int, drawn: boo
 
 def digit_count_reader(form: str, seeds) -> dict[str, float]:
     """A model-free reader of no key, on the held-out rows of ``form`` (the first question of each block, as
-    :meth:`Rows.row` asks it): it gives each digit the share of the block's lines that end with it. Its
-    accuracy (ties split) and cross-entropy are what a model that counts the block's digits, and reads no
-    key, scores."""
+    :meth:`Rows.row` asks it; a block with no question is passed over, as its row has no target): it gives
+    each digit the share of the block's lines that end with it. Its accuracy (ties split) and cross-entropy
+    are what a model that counts the block's digits, and reads no key, scores."""
     import math
 
     right = loss = 0.0
-    seeds = list(seeds)
+    asked_blocks = 0
     for seed in seeds:
         lines, asked = FORMS[form](seed)
+        if not asked:
+            continue
         (_, answer, _), = asked_questions(seed, asked, 1)
         counts = [int(line[-1]) for line in lines]
         top = max(counts.count(digit) for digit in set(counts))
         right += (counts.count(answer) == top) / sum(counts.count(d) == top for d in set(counts))
         loss -= math.log(counts.count(answer) / len(counts))
-    return {"accuracy": right / len(seeds), "loss": loss / len(seeds)}
+        asked_blocks += 1
+    return {"accuracy": right / asked_blocks, "loss": loss / asked_blocks}
 
 
 def copy_block(seed: int) -> tuple[list[str], list[Question]]:

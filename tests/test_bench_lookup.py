@@ -97,8 +97,8 @@ def test_a_key_first_row_is_the_questions_key_then_the_block_then_the_rest_of_it
     tokenizer = load_policy(tiny_model_dir).tokenizer
     after_block, key_first = lookup.Rows(form, tokenizer), lookup.Rows(f"{form}-first", tokenizer)
     for seed in (3, 11):
-        lines, _ = lookup.FORMS[form](seed)
-        (before, answer, after), = lookup.asked_questions(seed, lookup.FORMS[form](seed)[1], 1, drawn=True)
+        lines, questions = lookup.FORMS[form](seed)
+        (before, answer, after), = lookup.asked_questions(seed, questions, 1, drawn=True)
         key, rest = lookup.KEY_FIRST[f"{form}-first"](before)
         assert key.strip() and key.strip() in before and before.endswith(rest)
         ids, targets = key_first.row(seed, drawn=True)
@@ -119,6 +119,8 @@ def test_a_scene_whose_every_errand_repeats_is_a_row_with_no_target(lookup, tiny
     block = tokenizer(hindsight_block(None, "\n".join(lines)), add_special_tokens=False)["input_ids"]
     for form in ("errand", "errand-first"):
         assert lookup.Rows(form, tokenizer).row(121154, drawn=True) == (block, [])
+    with_it = lookup.digit_count_reader("errand-first", [121154, 121155])  # the reader passes it over, as rows do
+    assert with_it == lookup.digit_count_reader("errand-first", [121155])
 
 
 def test_the_token_loss_is_the_mean_next_token_loss_of_each_rows_own_tokens(lookup, tiny_model_dir):
