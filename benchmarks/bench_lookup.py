@@ -25,6 +25,9 @@ the errand it is in and copy its parcel. Forms (``FORMS``):
   scenes): one key finds the line, as in ``pair-first``, in the env's own words.
 * ``role-first`` -- between ``unique-first`` and ``errand-first``: a name is the place of one line at most and
   the destination of one line at most, so one key finds the line only when read with its role.
+* ``pairs-first`` -- ``errand-first``'s scenes, questions and layout in ``pair``'s short words: lines
+  `` <place> for <dest> N``, the key `` <place> for <dest>``. Names repeat as in the env's scenes, so only the
+  two keys together find the line; the long sentences are gone.
 
 Training rows ask every question of a block in turn (one loss per answer; ``--ask drawn``: as many drawn
 with replacement, so that no answer follows from counting the block's digits against the earlier
@@ -164,6 +167,14 @@ def digit_count_reader(form: str, seeds) -> dict[str, float]:
     return {"accuracy": right / asked_blocks, "loss": loss / asked_blocks}
 
 
+def pairs_block(seed: int) -> tuple[list[str], list[Question]]:
+    """An ``errand`` scene's deliveries written short (`` bank for town hall 1``), its asked errands' questions
+    written as the lines write them (`` bank for town hall ``)."""
+    scene = errand_scene(seed)
+    return ([f" {errand.place} for {errand.dest} {errand.clue.answer}" for errand in scene.errands],
+            [(f" {errand.place} for {errand.dest} ", errand.clue.answer, "\n") for errand in asked_errands(scene)])
+
+
 def copy_block(seed: int) -> tuple[list[str], list[Question]]:
     from stepopsd_envs.errand_chain import LOCATIONS
 
@@ -187,17 +198,19 @@ def key_after_newline(before: str) -> tuple[str, str]:
 
 
 def key_word(before: str) -> tuple[str, str]:
-    """A ``pair`` question's key, its place (`` cafe``), and the rest, the space before the number."""
+    """A ``pair`` question's key, its place (`` cafe``; ``pairs``: `` bank for town hall``), and the rest, the space
+    before the number."""
     return before.rstrip(" ") + "\n", " "
 
 
 FORMS: dict[str, Callable[[int], tuple[list[str], list[Question]]]] = {
     "errand": errand_block, "copy": copy_block, "pair": pair_block,
     "errand-first": errand_block, "pair-first": pair_block, "unique-first": unique_errand_block,
-    "role-first": role_errand_block}
+    "role-first": role_errand_block, "pairs-first": pairs_block}
+SCENE_FORMS = ("errand", "errand-first", "pairs-first")  # the env's scenes: the one-key readers apply
 KEY_FIRST: dict[str, Callable[[str], tuple[str, str]]] = {  # forms in the teacher's layout: the splits of a question
     "errand-first": key_after_newline, "pair-first": key_word, "unique-first": key_after_newline,
-    "role-first": key_after_newline}
+    "role-first": key_after_newline, "pairs-first": key_word}
 
 
 class Rows:
@@ -420,7 +433,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = {form: Rows(form, tokenizer) for form in (args.form, args.mix) if form}
     eval_batches = {form: held_out_batches(form_rows, args.eval_blocks, pad_id) for form, form_rows in rows.items()}
     one_key = (one_key_accuracy(errand_scene(EVAL_SEED_OFFSET + i) for i in range(args.eval_blocks))
-               if FORMS[args.form] is errand_block else {})
+               if args.form in SCENE_FORMS else {})
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
     params = sum(p.numel() for p in model.parameters())
     counted = digit_count_reader(args.form, range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + args.eval_blocks))

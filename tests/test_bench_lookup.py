@@ -73,6 +73,22 @@ def test_a_role_block_names_each_place_once_in_each_role_and_never_as_its_own_de
     assert in_both_roles  # names that are one line's place and another's destination, as in the env's scenes
 
 
+def test_a_pairs_block_is_the_errand_scene_written_short_and_asks_the_same_errands(lookup, tiny_model_dir):
+    from stepopsd.policy import load_policy
+
+    for seed in (0, 3):
+        long_lines, long_questions = lookup.errand_block(seed)
+        lines, questions = lookup.pairs_block(seed)
+        assert [_place_and_dest(line) + (int(line[-1]),) for line in long_lines] == [
+            tuple(line[1:-2].split(" for ")) + (int(line[-1]),) for line in lines]
+        assert [answer for _, answer, _ in questions] == [answer for _, answer, _ in long_questions]
+        for before, answer, after in questions:
+            assert [line for line in lines if line.startswith(before)] == [f"{before}{answer}"] and after == "\n"
+    ids, targets = lookup.Rows("pairs-first", load_policy(tiny_model_dir).tokenizer).row(3, drawn=True)
+    (position, target), = targets
+    assert ids[position + 1] == target
+
+
 def test_a_copy_block_keys_each_line_by_a_place_of_its_own(lookup):
     lines, questions = lookup.copy_block(3)
     assert len({line.split(":")[0] for line in lines}) == len(lines) == 8
