@@ -28,6 +28,9 @@ the errand it is in and copy its parcel. Forms (``FORMS``):
 * ``pairs-first`` -- ``errand-first``'s scenes, questions and layout in ``pair``'s short words: lines
   `` <place> for <dest> N``, the key `` <place> for <dest>``. Names repeat as in the env's scenes, so only the
   two keys together find the line; the long sentences are gone.
+* ``grid-first`` -- ``pairs-first``'s words and layout, blocks where neither key alone finds the line: four
+  places, each with the same two destinations (eight lines, shuffled), so a place is in two lines and a
+  destination in four.
 
 Training rows ask every question of a block in turn (one loss per answer; ``--ask drawn``: as many drawn
 with replacement, so that no answer follows from counting the block's digits against the earlier
@@ -175,6 +178,19 @@ def pairs_block(seed: int) -> tuple[list[str], list[Question]]:
             [(f" {errand.place} for {errand.dest} ", errand.clue.answer, "\n") for errand in asked_errands(scene)])
 
 
+def grid_block(seed: int) -> tuple[list[str], list[Question]]:
+    """Four places times two destinations, each pair once, shuffled, in ``pairs``'s words; every line asked."""
+    from stepopsd_envs.errand_chain import LOCATIONS
+
+    rng = random.Random(seed)
+    names = rng.sample(LOCATIONS, 6)
+    pairs = [(place, dest) for place in names[:4] for dest in names[4:]]
+    rng.shuffle(pairs)
+    keyed = [(place, dest, rng.randint(1, NUM_PARCELS)) for place, dest in pairs]
+    return ([f" {place} for {dest} {n}" for place, dest, n in keyed],
+            [(f" {place} for {dest} ", n, "\n") for place, dest, n in keyed])
+
+
 def copy_block(seed: int) -> tuple[list[str], list[Question]]:
     from stepopsd_envs.errand_chain import LOCATIONS
 
@@ -206,11 +222,12 @@ def key_word(before: str) -> tuple[str, str]:
 FORMS: dict[str, Callable[[int], tuple[list[str], list[Question]]]] = {
     "errand": errand_block, "copy": copy_block, "pair": pair_block,
     "errand-first": errand_block, "pair-first": pair_block, "unique-first": unique_errand_block,
-    "role-first": role_errand_block, "pairs-first": pairs_block}
+    "role-first": role_errand_block, "pairs-first": pairs_block,
+    "grid-first": grid_block}
 SCENE_FORMS = ("errand", "errand-first", "pairs-first")  # the env's scenes: the one-key readers apply
 KEY_FIRST: dict[str, Callable[[str], tuple[str, str]]] = {  # forms in the teacher's layout: the splits of a question
     "errand-first": key_after_newline, "pair-first": key_word, "unique-first": key_after_newline,
-    "role-first": key_after_newline, "pairs-first": key_word}
+    "role-first": key_after_newline, "pairs-first": key_word, "grid-first": key_word}
 
 
 class Rows:

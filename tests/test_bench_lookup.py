@@ -89,6 +89,16 @@ def test_a_pairs_block_is_the_errand_scene_written_short_and_asks_the_same_erran
     assert ids[position + 1] == target
 
 
+def test_a_grid_block_needs_both_keys_and_asks_every_line(lookup):
+    for seed in (0, 5):
+        lines, questions = lookup.grid_block(seed)
+        pairs = [tuple(line[1:-2].split(" for ")) for line in lines]
+        places, dests = zip(*pairs)
+        assert len(set(pairs)) == 8 and sorted(map(places.count, set(places))) == [2] * 4
+        assert sorted(map(dests.count, set(dests))) == [4, 4] and not set(places) & set(dests)
+        assert [f"{before}{answer}" for before, answer, _ in questions] == lines
+
+
 def test_a_copy_block_keys_each_line_by_a_place_of_its_own(lookup):
     lines, questions = lookup.copy_block(3)
     assert len({line.split(":")[0] for line in lines}) == len(lines) == 8
