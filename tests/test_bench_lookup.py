@@ -352,10 +352,16 @@ TEACHER_LAYOUT_RUNS = ("errand-mix-pair", "errand-drawn-long", "pair-first", "er
                        "errand-first-from-role")
 
 
+TWO_KEY_RUNS = ("pairs-first-from-pair", "pairs-first", "grid-first-from-pair", "pairs-first-8-layers")
+STAND_IN_PARAMETERS = 927104
+
+
 def teacher_layout_row(name: str, record: dict) -> str:
-    """The row of the eighth session's table for one record (docs/benchmarks.md, issue 41)."""
+    """The row of the eighth (and ninth) session's table for one record (docs/benchmarks.md, issue 41)."""
     curve = record["curve"]
     start = "fresh" if record["init"] == "random" else f"`{Path(record['model']).name}`"
+    if record["parameters"] != STAND_IN_PARAMETERS:
+        start += f", {record['parameters'] / 1e6:.2f}M parameters"
     mixed = f"{record['mix']}: {curve[-1]['mix_accuracy']:.1%}" if record.get("mix") else "-"
     return (f"| `{name}` | {record['form']} | {start} | {mixed} | {record['batch_rows']} | "
             f"{record['steps_done']} | {record['eval_rows']} | {curve[0]['accuracy']:.1%} | "
@@ -366,7 +372,7 @@ def test_the_docs_teacher_layout_runs_are_their_records_and_their_readers_are_re
     root = Path(__file__).resolve().parents[1]
     docs = (root / "docs" / "benchmarks.md").read_text(encoding="utf-8")
     section = docs[docs.index("#### Longer runs of the `errand` form"):docs.index("### Where five teachers leave")]
-    for name in TEACHER_LAYOUT_RUNS:
+    for name in TEACHER_LAYOUT_RUNS + TWO_KEY_RUNS:
         record = json.loads((root / "benchmarks" / "results" / "lookup" / f"{name}.json").read_text())
         assert teacher_layout_row(name, record) in section, name
         assert record["digit_count_reader"] == lookup.digit_count_reader(
@@ -377,3 +383,29 @@ def test_the_docs_teacher_layout_runs_are_their_records_and_their_readers_are_re
     assert (f"digit count {count['accuracy']:.1%}, the place alone {errand_first['place']:.1%}, the destination "
             f"alone {errand_first['dest']:.1%}") in text
     assert f"({count['accuracy']:.1%} on these rows, cross-entropy {count['loss']:.3f};" in text
+
+
+def test_the_docs_grid_readers_of_one_key_are_recomputed(lookup):
+    """On ``grid-first``'s held-out rows a reader of the place alone picks one of two lines, of the destination
+    alone one of four: the figures the docs give are these readers' chances of the right digit."""
+    chances: dict[str, list[float]] = {"place": [], "dest": []}
+    for seed in range(lookup.EVAL_SEED_OFFSET, lookup.EVAL_SEED_OFFSET + 512):
+        lines, asked = lookup.grid_block(seed)
+        (before, answer, _), = lookup.asked_questions(seed, asked, 1)
+        key = dict(zip(("place", "dest"), before[1:-1].split(" for ")))
+        parsed = [dict(zip(("place", "dest"), line[1:-2].split(" for ")), digit=int(line[-1])) for line in lines]
+        for role, chance in chances.items():
+            same = [line for line in parsed if line[role] == key[role]]
+            chance.append(sum(line["digit"] == answer for line in same) / len(same))
+    place, dest = (sum(chance) / len(chance) for chance in chances.values())
+    root = Path(__file__).resolve().parents[1]
+    docs, readme = (" ".join((root / name).read_text(encoding="utf-8").split()) for name in ("docs/benchmarks.md", "README.md"))
+    grid, pairs = (json.loads((root / "benchmarks" / "results" / "lookup" / f"{name}.json").read_text())
+                   for name in ("grid-first-from-pair", "pairs-first"))
+    grid = {point["step"]: point for point in grid["curve"]}
+    last = max(grid)
+    assert (f"at the count after {pairs['steps_done']} steps); only where no single name finds the line does it "
+            f"leave the count, slowly ({grid[last]['accuracy']:.1%} after {last} steps)") in readme
+    assert f"a reader of the place alone scores {place:.1%} and of the destination alone {dest:.1%}" in docs
+    assert (f"62.1% with its training loss still falling ({grid[14000]['loss']:.3f} at step 14000, "
+            f"{grid[16000]['loss']:.3f} at 16000)") in docs and f"{grid[16000]['accuracy']:.1%}" == "62.1%"
