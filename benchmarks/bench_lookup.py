@@ -214,8 +214,8 @@ def key_after_newline(before: str) -> tuple[str, str]:
 
 
 def key_word(before: str) -> tuple[str, str]:
-    """A ``pair`` question's key, its place (`` cafe``; ``pairs``: `` bank for town hall``), and the rest, the space
-    before the number."""
+    """A ``pair`` question's key, its place (`` cafe``; in ``pairs-first`` and ``grid-first`` the place and the
+    destination, `` bank for town hall``), and the rest, the space before the number."""
     return before.rstrip(" ") + "\n", " "
 
 
