@@ -352,7 +352,7 @@ TEACHER_LAYOUT_RUNS = ("errand-mix-pair", "errand-drawn-long", "pair-first", "er
                        "errand-first-from-role")
 
 
-TWO_KEY_RUNS = ("pairs-first-from-pair", "pairs-first", "grid-first-from-pair", "pairs-first-8-layers")
+TWO_KEY_RUNS = ("pairs-first-from-pair", "pairs-first", "grid-first-from-pair", "pairs-first-8-layers", "grid-first")
 STAND_IN_PARAMETERS = 927104
 
 
