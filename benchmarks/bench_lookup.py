@@ -170,12 +170,22 @@ def digit_count_reader(form: str, seeds) -> dict[str, float]:
     return {"accuracy": right / asked_blocks, "loss": loss / asked_blocks}
 
 
+def short_question(place: str, dest: str, answer: int) -> Question:
+    """An errand written short, as its line writes it up to the number (`` bank for town hall `` and 1)."""
+    return f" {place} for {dest} ", answer, "\n"
+
+
+def short_line(question: Question) -> str:
+    before, answer, _ = question
+    return f"{before}{answer}"
+
+
 def pairs_block(seed: int) -> tuple[list[str], list[Question]]:
     """An ``errand`` scene's deliveries written short (`` bank for town hall 1``), its asked errands' questions
     written as the lines write them (`` bank for town hall ``)."""
     scene = errand_scene(seed)
-    return ([f" {errand.place} for {errand.dest} {errand.clue.answer}" for errand in scene.errands],
-            [(f" {errand.place} for {errand.dest} ", errand.clue.answer, "\n") for errand in asked_errands(scene)])
+    return ([short_line(short_question(e.place, e.dest, e.clue.answer)) for e in scene.errands],
+            [short_question(e.place, e.dest, e.clue.answer) for e in asked_errands(scene)])
 
 
 def grid_block(seed: int) -> tuple[list[str], list[Question]]:
@@ -186,9 +196,8 @@ def grid_block(seed: int) -> tuple[list[str], list[Question]]:
     names = rng.sample(LOCATIONS, 6)
     pairs = [(place, dest) for place in names[:4] for dest in names[4:]]
     rng.shuffle(pairs)
-    keyed = [(place, dest, rng.randint(1, NUM_PARCELS)) for place, dest in pairs]
-    return ([f" {place} for {dest} {n}" for place, dest, n in keyed],
-            [(f" {place} for {dest} ", n, "\n") for place, dest, n in keyed])
+    questions = [short_question(place, dest, rng.randint(1, NUM_PARCELS)) for place, dest in pairs]
+    return [short_line(question) for question in questions], questions
 
 
 def copy_block(seed: int) -> tuple[list[str], list[Question]]:
