@@ -37,8 +37,8 @@ with replacement, so that no answer follows from counting the block's digits aga
 answers); the loss is also kept by a question's place in its row (``loss_by_question``). Accuracy is the
 share of single-question rows of held-out blocks whose most likely next token is the right digit (chance
 1/3); beside it, what a reader that counts the block's digits and reads no key scores
-(:func:`digit_count_reader`), and for the ``errand`` form what a reader that matches the place alone, or
-the destination alone, would score (:func:`one_key_accuracy`).
+(:func:`digit_count_reader`), and for the forms of places and destinations what a reader that matches the
+place alone, or the destination alone, would score over every question (:func:`one_key_accuracy`).
 Each row is encoded piece by piece (block, question, answer), the same in training and evaluation.
 
 ``--mix FORM`` makes every other block of a training step one of ``FORM`` (a curriculum that keeps a lookup
@@ -64,6 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import write_record  # noqa: E402
 
 Question = tuple[str, int, str]  # the text before the parcel number, the number, the text after it
+Keyed = tuple[str, str, int]  # an errand's place, destination and parcel number
 NUM_PARCELS = 3
 EVAL_SEED_OFFSET = 1_000_000  # held-out blocks: seeds no training row uses (training: 0, 1, ...)
 
@@ -128,16 +129,40 @@ def asked_errands(scene) -> list:
     return [errand for errand, pair in zip(scene.errands, pairs) if pairs.count(pair) == 1]
 
 
-def one_key_accuracy(scenes) -> dict[str, float]:
-    """The ``errand`` form's model-free readers of one key: over every question of ``scenes``, the chance
-    of the right digit when a reader copies a line chosen at random among those with the question's place
-    (``place``), or its destination (``dest``)."""
+def keyed_errands(scene) -> tuple[list[Keyed], list[Keyed]]:
+    """A scene's deliveries and its asked errands, keyed."""
+    def keyed(errand) -> Keyed:
+        return errand.place, errand.dest, errand.clue.answer
+
+    return [keyed(errand) for errand in scene.errands], [keyed(errand) for errand in asked_errands(scene)]
+
+
+def scene_keyed(seed: int) -> tuple[list[Keyed], list[Keyed]]:
+    return keyed_errands(errand_scene(seed))
+
+
+def grid_keyed(seed: int) -> tuple[list[Keyed], list[Keyed]]:
+    """Four places times two destinations, each pair once with a drawn parcel, shuffled; every line asked."""
+    from stepopsd_envs.errand_chain import LOCATIONS
+
+    rng = random.Random(seed)
+    names = rng.sample(LOCATIONS, 6)
+    pairs = [(place, dest) for place in names[:4] for dest in names[4:]]
+    rng.shuffle(pairs)
+    lines = [(place, dest, rng.randint(1, NUM_PARCELS)) for place, dest in pairs]
+    return lines, lines
+
+
+def one_key_accuracy(blocks) -> dict[str, float]:
+    """Model-free readers of one key: over every question of ``blocks`` (keyed lines, keyed questions), the
+    chance of the right digit when a reader copies a line chosen at random among those with the question's
+    place (``place``), or its destination (``dest``)."""
     chances: dict[str, list[float]] = {"place": [], "dest": []}
-    for scene in scenes:
-        for asked in asked_errands(scene):
-            for key, chance in chances.items():
-                same = [e for e in scene.errands if getattr(e, key) == getattr(asked, key)]
-                chance.append(sum(e.clue.answer == asked.clue.answer for e in same) / len(same))
+    for lines, asked in blocks:
+        for question in asked:
+            for role, chance in enumerate(chances.values()):  # the key's index in a Keyed: 0 place, 1 dest
+                same = [line for line in lines if line[role] == question[role]]
+                chance.append(sum(line[2] == question[2] for line in same) / len(same))
     return {key: sum(chance) / len(chance) for key, chance in chances.items()}
 
 
@@ -180,24 +205,20 @@ def short_line(question: Question) -> str:
     return f"{before}{answer}"
 
 
+def short_block(keyed_block: tuple[list[Keyed], list[Keyed]]) -> tuple[list[str], list[Question]]:
+    """Keyed lines and questions written short (`` bank for town hall 1``, `` bank for town hall ``)."""
+    lines, asked = keyed_block
+    return [short_line(short_question(*line)) for line in lines], [short_question(*question) for question in asked]
+
+
 def pairs_block(seed: int) -> tuple[list[str], list[Question]]:
-    """An ``errand`` scene's deliveries written short (`` bank for town hall 1``), its asked errands' questions
-    written as the lines write them (`` bank for town hall ``)."""
-    scene = errand_scene(seed)
-    return ([short_line(short_question(e.place, e.dest, e.clue.answer)) for e in scene.errands],
-            [short_question(e.place, e.dest, e.clue.answer) for e in asked_errands(scene)])
+    """An ``errand`` scene's deliveries and asked errands, written short."""
+    return short_block(scene_keyed(seed))
 
 
 def grid_block(seed: int) -> tuple[list[str], list[Question]]:
-    """Four places times two destinations, each pair once, shuffled, in ``pairs``'s words; every line asked."""
-    from stepopsd_envs.errand_chain import LOCATIONS
-
-    rng = random.Random(seed)
-    names = rng.sample(LOCATIONS, 6)
-    pairs = [(place, dest) for place in names[:4] for dest in names[4:]]
-    rng.shuffle(pairs)
-    questions = [short_question(place, dest, rng.randint(1, NUM_PARCELS)) for place, dest in pairs]
-    return [short_line(question) for question in questions], questions
+    """:func:`grid_keyed`'s block in ``pairs``'s words."""
+    return short_block(grid_keyed(seed))
 
 
 def copy_block(seed: int) -> tuple[list[str], list[Question]]:
@@ -233,7 +254,8 @@ FORMS: dict[str, Callable[[int], tuple[list[str], list[Question]]]] = {
     "errand-first": errand_block, "pair-first": pair_block, "unique-first": unique_errand_block,
     "role-first": role_errand_block, "pairs-first": pairs_block,
     "grid-first": grid_block}
-SCENE_FORMS = ("errand", "errand-first", "pairs-first")  # the env's scenes: the one-key readers apply
+KEYED: dict[str, Callable[[int], tuple[list[Keyed], list[Keyed]]]] = {  # forms of places and destinations
+    "errand": scene_keyed, "errand-first": scene_keyed, "pairs-first": scene_keyed, "grid-first": grid_keyed}
 KEY_FIRST: dict[str, Callable[[str], tuple[str, str]]] = {  # forms in the teacher's layout: the splits of a question
     "errand-first": key_after_newline, "pair-first": key_word, "unique-first": key_after_newline,
     "role-first": key_after_newline, "pairs-first": key_word, "grid-first": key_word}
@@ -458,8 +480,8 @@ def main(argv: list[str] | None = None) -> dict:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     rows = {form: Rows(form, tokenizer) for form in (args.form, args.mix) if form}
     eval_batches = {form: held_out_batches(form_rows, args.eval_blocks, pad_id) for form, form_rows in rows.items()}
-    one_key = (one_key_accuracy(errand_scene(EVAL_SEED_OFFSET + i) for i in range(args.eval_blocks))
-               if args.form in SCENE_FORMS else {})
+    one_key = (one_key_accuracy(KEYED[args.form](EVAL_SEED_OFFSET + i) for i in range(args.eval_blocks))
+               if args.form in KEYED else {})
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
     params = sum(p.numel() for p in model.parameters())
     counted = digit_count_reader(args.form, range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + args.eval_blocks))

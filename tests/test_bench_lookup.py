@@ -245,7 +245,7 @@ def test_one_key_readers_on_a_hand_made_scene(lookup):
     # bank->cafe 1 and bank->hotel 2 share a place; the pair school->cafe is asked twice with two answers: not asked
     scene = ChainScene(("bank", "cafe", "hotel", "school"), (
         errand("bank", "cafe", 1), errand("bank", "hotel", 2), errand("school", "cafe", 3), errand("school", "cafe", 1)))
-    readers = lookup.one_key_accuracy([scene])
+    readers = lookup.one_key_accuracy([lookup.keyed_errands(scene)])
     # place: bank->cafe 1/2, bank->hotel 1/2; dest: bank->cafe (cafe: 1, 3, 1) 2/3, bank->hotel (hotel) 1
     assert readers == pytest.approx({"place": 0.5, "dest": (2 / 3 + 1) / 2})
 
@@ -268,7 +268,7 @@ def test_the_docs_lookup_table_is_its_records_and_the_one_key_readers_are_recomp
         assert record["form"] == form and record["commit"] in section and record["eval_rows"] == 128
         assert (f"| {form} | {label} | {record['steps']} | {curve[0]['accuracy']:.1%} | {curve[-1]['accuracy']:.1%} | "
                 f"{max(point['accuracy'] for point in curve):.1%} | {curve[-1]['loss']:.3f} |") in section
-    readers = lookup.one_key_accuracy(lookup.errand_scene(lookup.EVAL_SEED_OFFSET + i) for i in range(128))
+    readers = lookup.one_key_accuracy(lookup.scene_keyed(lookup.EVAL_SEED_OFFSET + i) for i in range(128))
     assert f"the place alone scores **{readers['place']:.1%}**" in section
     assert f"the destination alone scores **{readers['dest']:.1%}**" in section
 
@@ -377,7 +377,7 @@ def test_the_docs_teacher_layout_runs_are_their_records_and_their_readers_are_re
         assert teacher_layout_row(name, record) in section, name
         assert record["digit_count_reader"] == lookup.digit_count_reader(
             record["form"], range(lookup.EVAL_SEED_OFFSET, lookup.EVAL_SEED_OFFSET + record["eval_rows"]))
-    errand_first = lookup.one_key_accuracy(lookup.errand_scene(lookup.EVAL_SEED_OFFSET + i) for i in range(512))
+    errand_first = lookup.one_key_accuracy(lookup.scene_keyed(lookup.EVAL_SEED_OFFSET + i) for i in range(512))
     count = lookup.digit_count_reader("errand-first", range(lookup.EVAL_SEED_OFFSET, lookup.EVAL_SEED_OFFSET + 512))
     text = " ".join(section.split())
     assert (f"digit count {count['accuracy']:.1%}, the place alone {errand_first['place']:.1%}, the destination "
@@ -386,18 +386,16 @@ def test_the_docs_teacher_layout_runs_are_their_records_and_their_readers_are_re
 
 
 def test_the_docs_grid_readers_of_one_key_are_recomputed(lookup):
-    """On ``grid-first``'s held-out rows a reader of the place alone picks one of two lines, of the destination
-    alone one of four: the figures the docs give are these readers' chances of the right digit."""
-    chances: dict[str, list[float]] = {"place": [], "dest": []}
-    for seed in range(lookup.EVAL_SEED_OFFSET, lookup.EVAL_SEED_OFFSET + 512):
-        lines, asked = lookup.grid_block(seed)
-        (before, answer, _), = lookup.asked_questions(seed, asked, 1)
-        key = dict(zip(("place", "dest"), before[1:-1].split(" for ")))
-        parsed = [dict(zip(("place", "dest"), line[1:-2].split(" for ")), digit=int(line[-1])) for line in lines]
-        for role, chance in chances.items():
-            same = [line for line in parsed if line[role] == key[role]]
-            chance.append(sum(line["digit"] == answer for line in same) / len(same))
-    place, dest = (sum(chance) / len(chance) for chance in chances.values())
+    """On ``grid-first``'s held-out blocks a reader of the place alone picks one of two lines, of the destination
+    alone one of four: the figures the docs give are these readers' chances of the right digit, over every
+    question and over the one each held-out row asks."""
+    seeds = range(lookup.EVAL_SEED_OFFSET, lookup.EVAL_SEED_OFFSET + 512)
+    every = lookup.one_key_accuracy(lookup.grid_keyed(seed) for seed in seeds)
+    asked_by_rows = []
+    for seed in seeds:
+        lines, questions = lookup.grid_keyed(seed)
+        asked_by_rows.append((lines, lookup.asked_questions(seed, questions, 1)))
+    rows = lookup.one_key_accuracy(asked_by_rows)
     root = Path(__file__).resolve().parents[1]
     docs, readme = (" ".join((root / name).read_text(encoding="utf-8").split()) for name in ("docs/benchmarks.md", "README.md"))
     grid, pairs = (json.loads((root / "benchmarks" / "results" / "lookup" / f"{name}.json").read_text())
@@ -406,6 +404,9 @@ def test_the_docs_grid_readers_of_one_key_are_recomputed(lookup):
     last = max(grid)
     assert (f"at the count after {pairs['steps_done']} steps); only where no single name finds the line does it "
             f"leave the count, slowly ({grid[last]['accuracy']:.1%} after {last} steps)") in readme
-    assert f"a reader of the place alone scores {place:.1%} and of the destination alone {dest:.1%}" in docs
+    assert (f"a reader of the place alone scores {every['place']:.1%} and of the destination alone "
+            f"{every['dest']:.1%} over every question") in docs
+    assert f"on the one question each held-out row asks, {rows['place']:.1%} and {rows['dest']:.1%})" in docs
+    assert f"what reading the place alone gives ({every['place']:.1%}; {rows['place']:.1%} on the rows'" in docs
     assert (f"62.1% with its training loss still falling ({grid[14000]['loss']:.3f} at step 14000, "
             f"{grid[16000]['loss']:.3f} at 16000)") in docs and f"{grid[16000]['accuracy']:.1%}" == "62.1%"
