@@ -233,6 +233,7 @@ class SFTConfig:
     stop_at_success: float = 0.0  # stop at the first check whose greedy success reaches this (0: run all steps)
     check_every: int = 50  # steps between checks (only with stop_at_success)
     check_episodes: int = 32  # greedy episodes per check, on training-env tasks no rollout or evaluation uses
+    save_every: int = 0  # steps between saves of the phase's state (RUN/sft_state): a build killed midway goes on from it (0: none)
     careless_rate: float = 0.0  # share of the episodes played by a careless demonstrator, kept won or lost
     careless_verb: str = "take"  # the careless demonstrator's choice: an admissible command with this verb ...
     careless_choice: str = "first"  # ... the first as listed ("first"), a random wrong one ("random_wrong"); "env": the env's own (info["careless_action"])
@@ -241,7 +242,7 @@ class SFTConfig:
     def __post_init__(self) -> None:
         check_fields("sft", self, {"steps": at_least(0), "batch_rows": at_least(1), "lr": finite_above(0),
                                    "weight_decay": finite_at_least(0), "max_grad_norm": finite_above(0),
-                                   "stop_at_success": within(0, 1), "check_every": at_least(1),
+                                   "stop_at_success": within(0, 1), "check_every": at_least(1), "save_every": at_least(0),
                                    "check_episodes": at_least(1), "careless_rate": within(0, 1),
                                    "hindsight_swap": within(0, 1), "hindsight_peer_draws": at_least(0)})
         check_choices("sft", self, {"careless_choice": CARELESS_CHOICES, "hindsight_peer": HINDSIGHT_ROW_PEERS,

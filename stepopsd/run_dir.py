@@ -61,6 +61,11 @@ class RunDir:
         return self.root / "sft_model"
 
     @property
+    def sft_state(self) -> Path:
+        """The warm start's training state, one folder per phase, while it is being built."""
+        return self.root / "sft_state"
+
+    @property
     def final_model(self) -> Path:
         return self.root / "final_model"
 

@@ -317,3 +317,67 @@ def test_sft_steps_0_turns_off_every_phase():
     config = load_train_config("quickstart-alfworld", {"sft.steps": 0})
     assert config.sft.then and sft_phases(config) == []
     assert [phase.sft.steps for phase in sft_phases(load_train_config("quickstart-alfworld", {}))] == [2400, 300]
+
+
+class Killed(Exception):
+    """Stands for the process ending midway (the session's end, an OOM kill)."""
+
+
+def killed_at(step_to_die: int):
+    def on_step(step: int, loss: float) -> None:
+        if step == step_to_die:
+            raise Killed
+    return on_step
+
+
+def test_sft_killed_midway_goes_on_from_its_state_to_the_same_weights(tiny_model_dir, tmp_path):
+    """A straight run and one killed after its step 3 (state saved at step 2), then called again from the
+    model it started from, end with the same losses and the same weights, bit for bit."""
+    from stepopsd.config import SFTConfig
+
+    envs = make_envs(FETCH, 2)
+    expert = expert_trajectories(load_policy(tiny_model_dir), envs, [Task(seed=0), Task(seed=1)], RolloutConfig())
+    config = SFTConfig(steps=6, batch_rows=2, save_every=2)
+    straight = load_policy(tiny_model_dir)
+    straight_losses = sft(straight, expert, config)
+    with pytest.raises(Killed):
+        sft(load_policy(tiny_model_dir), expert, config, on_step=killed_at(3), state=tmp_path / "state")
+    resumed = load_policy(tiny_model_dir)
+    assert sft(resumed, expert, config, state=tmp_path / "state") == straight_losses
+    assert all(torch.equal(a, b) for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()))
+    longer = sft(load_policy(tiny_model_dir), expert, dataclasses.replace(config, steps=8), state=tmp_path / "state")
+    assert longer[:6] == straight_losses and len(longer) == 8  # steps may be raised: it goes on from step 6
+    with pytest.raises(ValueError, match=r"saved by another phase \(it differs in lr\)"):
+        sft(load_policy(tiny_model_dir), expert, dataclasses.replace(config, lr=5e-4), state=tmp_path / "state")
+    with pytest.raises(ValueError, match="holds 8 steps, past sft.steps=6"):
+        sft(load_policy(tiny_model_dir), expert, config, state=tmp_path / "state")
+    with pytest.raises(ValueError, match=r"it differs in row_tokens, rows"):
+        sft(load_policy(tiny_model_dir), expert[:1], dataclasses.replace(config, steps=8), state=tmp_path / "state")
+
+
+@pytest.mark.integration
+def test_a_warm_start_killed_in_its_second_phase_goes_on_to_the_same_start(tiny_model_dir, tmp_path, monkeypatch):
+    """prepare_start_model with sft.save_every, killed at the second phase's step 2, then run again, saves the
+    start a build never stopped saves, and removes its state."""
+    from accelerate import Accelerator
+    from safetensors.torch import load_file
+
+    import stepopsd.lab.warm_start as warm_start
+    from stepopsd.config import load_train_config
+    from stepopsd.run_dir import RunDir
+
+    config = load_train_config("test-fetch", {"model.path": str(tiny_model_dir), "run.sft_expert_episodes": 4,
+                                              "sft.steps": 3, "sft.save_every": 1,
+                                              "sft.then": {"steps": 4, "careless_rate": 0.5, "lr": 5e-4}})
+    straight = warm_start.prepare_start_model(config, RunDir(tmp_path / "straight"), Accelerator(cpu=True), fresh_run=True)
+    printing = warm_start._print_loss
+    monkeypatch.setattr(warm_start, "_print_loss", lambda phase: killed_at(2) if phase.lr == 5e-4 else printing(phase))
+    run = RunDir(tmp_path / "killed")
+    with pytest.raises(Killed):
+        warm_start.prepare_start_model(config, run, Accelerator(cpu=True), fresh_run=True)
+    assert (run.sft_state / "phase-2" / "state.pt").is_file() and not run.sft_model.exists()
+    monkeypatch.setattr(warm_start, "_print_loss", printing)
+    resumed = warm_start.prepare_start_model(config, run, Accelerator(cpu=True), fresh_run=True)
+    saved, again = (load_file(str(folder / "model.safetensors")) for folder in (straight, resumed))
+    assert all(torch.equal(saved[name], again[name]) for name in saved)
+    assert not run.sft_state.exists()

@@ -7,8 +7,11 @@ responder in place of the model, so their token layout is the rollout's by const
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import random
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import gymnasium
 import torch
@@ -95,11 +98,15 @@ def sft_batch(policy: Policy, trajectories: Sequence[Trajectory]) -> PolicyBatch
 
 def sft(policy: Policy, trajectories: Sequence[Trajectory], config: SFTConfig,
         on_step: Callable[[int, float], None] | None = None,
-        stop: Callable[[int], bool] | None = None) -> list[float]:
+        stop: Callable[[int], bool] | None = None, state: Path | None = None) -> list[float]:
     """Fine-tune ``policy.model`` in place on ``trajectories``; returns the loss of every step.
 
     Each step trains on ``batch_rows`` rows drawn at random (without replacement within a step).
     ``stop(step)`` is asked after each step (the model in eval mode); True ends the training there.
+    With ``state`` (a folder) and ``config.save_every``, the training's state is written there every
+    ``save_every`` steps and when it ends; a call given a folder that holds one goes on from it, bitwise as
+    if never stopped (``steps`` may be raised; one stopped by ``stop`` returns its losses), and refuses one
+    of other settings or rows.
     """
     batch = sft_batch(policy, trajectories)
     usable = batch.trainable_mask.any(dim=1).nonzero().flatten()  # [R'] rows with generated tokens
@@ -107,9 +114,21 @@ def sft(policy: Policy, trajectories: Sequence[Trajectory], config: SFTConfig,
         raise ValueError("no trajectory has generated tokens to train on")
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    identity = sft_identity(config, batch, usable)
+    saved = load_sft_state(state, identity, policy, optimizer, generator) if state else None
+    losses = saved["losses"] if saved else []
+    if len(losses) > config.steps:
+        raise ValueError(f"the SFT state in {state} holds {len(losses)} steps, past sft.steps={config.steps}")
+    if saved and saved["stopped"]:
+        policy.model.eval()
+        return losses
+
+    def save(stopped: bool) -> None:
+        if state and config.save_every:
+            save_sft_state(state, identity, policy, optimizer, generator, losses, stopped)
+
     policy.model.train()
-    losses = []
-    for step in range(config.steps):
+    for step in range(len(losses), config.steps):
         rows = usable[torch.randperm(len(usable), generator=generator)[:config.batch_rows]]
         loss = generated_token_nll(policy, batch.select(rows))
         optimizer.zero_grad(set_to_none=True)
@@ -117,13 +136,53 @@ def sft(policy: Policy, trajectories: Sequence[Trajectory], config: SFTConfig,
         torch.nn.utils.clip_grad_norm_(policy.model.parameters(), config.max_grad_norm)
         optimizer.step()
         losses.append(loss.item())
+        if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < config.steps:
+            save(stopped=False)
         if on_step is not None:
             on_step(step, losses[-1])
         if stop is not None:
             policy.model.eval()
             if stop(step):
+                save(stopped=True)
                 break
             policy.model.train()
+    else:
+        save(stopped=False)
     policy.model.eval()
     return losses
+
+
+def sft_identity(config: SFTConfig, batch: PolicyBatch, usable: torch.Tensor) -> dict:
+    """What a saved SFT state must match to be gone on from: the phase's settings (not ``steps``,
+    ``save_every``, ``then``) and its rows (their count and trained tokens)."""
+    settings = {key: value for key, value in dataclasses.asdict(config).items()
+                if key not in ("steps", "save_every", "then")}
+    return {**settings, "rows": len(usable), "row_tokens": int(batch.trainable_mask[usable].sum())}
+
+
+def save_sft_state(folder: Path, identity: dict, policy: Policy, optimizer, generator: torch.Generator,
+                   losses: list[float], stopped: bool) -> None:
+    """``folder``/state.pt, replaced whole (a process killed while writing keeps the last one)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = folder / "state.pt.tmp"
+    torch.save({"identity": identity, "model": policy.model.state_dict(), "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(), "losses": losses, "stopped": stopped}, written)
+    os.replace(written, folder / "state.pt")
+
+
+def load_sft_state(folder: Path, identity: dict, policy: Policy, optimizer, generator: torch.Generator) -> dict | None:
+    """The state ``folder`` holds, loaded into ``policy``, ``optimizer`` and ``generator``; None if it holds none.
+    ValueError if it was saved by another phase (other settings or rows)."""
+    path = folder / "state.pt"
+    if not path.is_file():
+        return None
+    saved = torch.load(path, weights_only=True)
+    differ = sorted(key for key in identity if saved["identity"].get(key) != identity[key])
+    if differ:
+        raise ValueError(f"the SFT state in {folder} was saved by another phase (it differs in {', '.join(differ)}): "
+                         "remove the folder, or give the settings it was saved with")
+    policy.model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    generator.set_state(saved["generator"])
+    return saved
 

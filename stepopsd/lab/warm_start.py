@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +80,7 @@ class ExpertEpisodes:
 def sft_warm_start(policy: Policy, config: TrainConfig,
                    on_step: Callable[[int, float], None] | None = None,
                    on_check: Callable[[int, float], None] | None = None,
-                   experts: ExpertEpisodes | None = None) -> WarmStart:
+                   experts: ExpertEpisodes | None = None, state: Path | None = None) -> WarmStart:
     """Fine-tune ``policy`` in place on ``run.sft_expert_episodes`` episodes of the training
     env's expert (the won ones), played with the rollout's prompts (``config.rollout``), for
     ``config.sft``.
@@ -96,7 +97,9 @@ def sft_warm_start(policy: Policy, config: TrainConfig,
     ``sft.check_episodes`` greedy episodes every ``sft.check_every`` steps and stops at the
     first check that reaches that success: competence comes as a cliff in the steps, so a fixed
     step count cannot stop a small model at partial competence on every machine and tokenizer.
-    ``experts`` keeps the expert's episodes for the next phase (:class:`ExpertEpisodes`).
+    ``experts`` keeps the expert's episodes for the next phase (:class:`ExpertEpisodes`). With ``state``
+    (a folder) the training goes on from the state a killed call left there (:func:`stepopsd.lab.sft.sft`;
+    the episodes and rows are played again, the same), its checks made before it excepted.
     Raises ValueError when the env has no expert, :class:`WarmStartError` when no expert episode was won
     or the first prompt cannot fit (:func:`check_first_prompt_fits`).
     """
@@ -137,7 +140,7 @@ def sft_warm_start(policy: Policy, config: TrainConfig,
                     on_check(*checks[-1])
                 return checks[-1][1] >= config.sft.stop_at_success
 
-        losses = sft(policy, won + careless_played + rows, config.sft, on_step=on_step, stop=stop)
+        losses = sft(policy, won + careless_played + rows, config.sft, on_step=on_step, stop=stop, state=state)
     finally:
         for env in envs:
             env.close()
@@ -190,6 +193,8 @@ def start_model_needs(config: TrainConfig) -> TrainingNeeds:
 def prepare_start_model(config: TrainConfig, run: RunDir, accelerator, *, fresh_run: bool) -> Path:
     """The folder RL starts from: ``model.path`` or ``RUN/tiny_model``, then ``RUN/sft_model``
     when ``sft.steps > 0``. Rank 0 builds what is missing; the others wait and load the result.
+    With ``sft.save_every``, a build killed midway goes on from ``RUN/sft_state`` (removed once the
+    start is saved), to the same weights.
     ValueError when ``model.path`` names a folder that holds no model."""
     if config.model.path:
         check_model_source(config.model.path)
@@ -205,9 +210,10 @@ def prepare_start_model(config: TrainConfig, run: RunDir, accelerator, *, fresh_
             experts = ExpertEpisodes()
             for number, phase in enumerate(phases, start=1):
                 _report(sft_warm_start(policy, phase, on_step=_print_loss(phase.sft), on_check=_print_check(phase.sft),
-                                       experts=experts),
+                                       experts=experts, state=run.sft_state / f"phase-{number}"),
                         f" phase {number}" if len(phases) > 1 else "")
             save_policy(policy, start)
+            shutil.rmtree(run.sft_state, ignore_errors=True)
     accelerator.wait_for_everyone()
     return start
 
