@@ -64,6 +64,13 @@ TEACHER_AUDITS = {  # setup -> (title, peer view): an ErrandChain start's teache
     # the fourth: the third's rows with the peer written as the deliveries its env accepted
     "errandchain-eight-teacher-outcomes": (
         "The fourth ErrandChain teacher before RL (the peer written as what it delivered)", "outcomes"),
+    # the fifth, built on a model drilled to find an errand's line in a block: the fourth's rows from the first step
+    "errandchain-eight-teacher-drilled": (
+        "The fifth ErrandChain teacher before RL (built on the drilled model, hindsight rows from the first step)",
+        "outcomes"),
+    # ... and the fourth teacher's two phases on the drilled model
+    "errandchain-eight-teacher-drilled-two-phase": (
+        "The fifth ErrandChain teacher before RL (the fourth's two phases on the drilled model)", "outcomes"),
 }
 SETUPS = {
     "credit-lab": AuditSetup("Credit lab: where StepOPSD's credit lands (ForkedErrand, hidden answer)", "credit-lab",
