@@ -402,8 +402,11 @@ def test_the_docs_grid_readers_of_one_key_are_recomputed(lookup):
                    for name in ("grid-first-from-pair", "pairs-first"))
     grid = {point["step"]: point for point in grid["curve"]}
     last = max(grid)
+    mixed = json.loads((root / "benchmarks" / "results" / "lookup" / "pairs-first-mix-grid.json").read_text())
     assert (f"at the count after {pairs['steps_done']} steps); only where no single name finds the line does it "
-            f"leave the count, slowly ({grid[last]['accuracy']:.1%} after {last} steps)") in readme
+            f"leave the count, slowly ({grid[last]['accuracy']:.1%} after {last} steps), and from that model it "
+            f"learns the short words' lookup too ({mixed['curve'][-1]['accuracy']:.1%} after {mixed['steps_done']} "
+            "steps)") in readme
     assert (f"a reader of the place alone scores {every['place']:.1%} and of the destination alone "
             f"{every['dest']:.1%} over every question") in docs
     assert f"on the one question each held-out row asks, {rows['place']:.1%} and {rows['dest']:.1%})" in docs
