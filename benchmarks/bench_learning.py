@@ -149,17 +149,19 @@ def bench_config(env: str, assignments: dict[str, object], extra: dict[str, obje
 
 def build_start_model(base: TrainConfig, folder: Path) -> tuple[Path, float]:
     """Build and SFT-warm the start model once (kept in ``folder``); returns it and the seconds its
-    build took (recorded in ``folder/bench_start.json``, read back when it is reused)."""
+    build took (recorded in ``folder/bench_start.json``, read back when it is reused; a build that went on
+    from a killed one's state records the last invocation's seconds only, and says so)."""
     from accelerate import Accelerator
 
     from stepopsd.lab.warm_start import prepare_start_model
 
     clock = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
+    resumed = RunDir(folder).sft_state.exists() and not RunDir(folder).sft_model.exists()
     start = prepare_start_model(base, RunDir(folder), Accelerator(cpu=True), fresh_run=True)
     record = folder / "bench_start.json"
     if not record.is_file():
-        record.write_text(json.dumps({"wall_s": time.perf_counter() - clock}))
+        record.write_text(json.dumps({"wall_s": time.perf_counter() - clock, **({"resumed": True} if resumed else {})}))
     return start, json.loads(record.read_text())["wall_s"]
 
 
