@@ -353,6 +353,7 @@ TEACHER_LAYOUT_RUNS = ("errand-mix-pair", "errand-drawn-long", "pair-first", "er
 
 
 TWO_KEY_RUNS = ("pairs-first-from-pair", "pairs-first", "grid-first-from-pair", "pairs-first-8-layers", "grid-first")
+CURRICULUM_RUNS = ("pairs-first-mix-grid", "errand-first-mix-pairs", "errand-first-mix-pairs-b")
 STAND_IN_PARAMETERS = 927104
 
 
@@ -372,7 +373,7 @@ def test_the_docs_teacher_layout_runs_are_their_records_and_their_readers_are_re
     root = Path(__file__).resolve().parents[1]
     docs = (root / "docs" / "benchmarks.md").read_text(encoding="utf-8")
     section = docs[docs.index("#### Longer runs of the `errand` form"):docs.index("### Where five teachers leave")]
-    for name in TEACHER_LAYOUT_RUNS + TWO_KEY_RUNS:
+    for name in TEACHER_LAYOUT_RUNS + TWO_KEY_RUNS + CURRICULUM_RUNS:
         record = json.loads((root / "benchmarks" / "results" / "lookup" / f"{name}.json").read_text())
         assert teacher_layout_row(name, record) in section, name
         assert record["digit_count_reader"] == lookup.digit_count_reader(
@@ -398,15 +399,17 @@ def test_the_docs_grid_readers_of_one_key_are_recomputed(lookup):
     rows = lookup.one_key_accuracy(asked_by_rows)
     root = Path(__file__).resolve().parents[1]
     docs, readme = (" ".join((root / name).read_text(encoding="utf-8").split()) for name in ("docs/benchmarks.md", "README.md"))
-    grid, pairs = (json.loads((root / "benchmarks" / "results" / "lookup" / f"{name}.json").read_text())
-                   for name in ("grid-first-from-pair", "pairs-first"))
+    grid = json.loads((root / "benchmarks" / "results" / "lookup" / "grid-first-from-pair.json").read_text())
     grid = {point["step"]: point for point in grid["curve"]}
     last = max(grid)
-    mixed = json.loads((root / "benchmarks" / "results" / "lookup" / "pairs-first-mix-grid.json").read_text())
-    assert (f"at the count after {pairs['steps_done']} steps); only where no single name finds the line does it "
-            f"leave the count, slowly ({grid[last]['accuracy']:.1%} after {last} steps), and from that model it "
-            f"learns the short words' lookup too ({mixed['curve'][-1]['accuracy']:.1%} after {mixed['steps_done']} "
-            "steps)") in readme
+    mixed, errand = (json.loads((root / "benchmarks" / "results" / "lookup" / f"{name}.json").read_text())
+                     for name in ("pairs-first-mix-grid", "errand-first-mix-pairs"))
+    assert (f"blocks where no single name finds the line ({grid[last]['accuracy']:.1%} after {last} steps), then "
+            f"the env's scenes in short words ({mixed['curve'][-1]['accuracy']:.1%} after {mixed['steps_done']} "
+            f"steps), then the env's own sentences in the teacher's layout: **{errand['curve'][-1]['accuracy']:.1%}** "
+            f"held out after {errand['steps_done']} steps, where reading the place alone gives "
+            f"{errand['one_key_readers']['place']:.1%}") in readme
+    assert errand["one_key_readers"] == lookup.one_key_accuracy(lookup.scene_keyed(seed) for seed in seeds)
     assert (f"a reader of the place alone scores {every['place']:.1%} and of the destination alone "
             f"{every['dest']:.1%} over every question") in docs
     assert f"on the one question each held-out row asks, {rows['place']:.1%} and {rows['dest']:.1%})" in docs
