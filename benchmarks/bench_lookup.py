@@ -551,6 +551,8 @@ def main(argv: list[str] | None = None) -> dict:
                     "seconds": seconds_before + time.perf_counter() - started})
     print(f"{args.form} lookup accuracy after {args.steps} steps: {curve[-1]['accuracy']:.1%} "
           f"(before {curve[0]['accuracy']:.1%}; chance {1 / NUM_PARCELS:.0%})")
+    if args.record and args.steps == 0:  # a check of a model, no training: its one evaluation
+        write_record(args.record, figures())
     if args.save:
         model.save_pretrained(args.save)
         tokenizer.save_pretrained(args.save)

@@ -211,6 +211,10 @@ def test_a_run_records_the_curve_it_prints(lookup, tiny_model_dir, tmp_path, cap
     assert f"copy lookup accuracy after 2 steps: {saved['curve'][-1]['accuracy']:.1%}" in capsys.readouterr().out
     again = lookup.main(["--model", str(tmp_path / "trained"), "--form", "copy", "--steps", "1", "--eval-blocks", "4"])
     assert again["curve"][0]["accuracy"] == saved["curve"][-1]["accuracy"]  # the saved model, as it was scored
+    lookup.main(["--model", str(tmp_path / "trained"), "--form", "copy", "--steps", "0", "--eval-blocks", "4",
+                 "--record", str(tmp_path / "check.json")])  # a check of a model: no training, one evaluation
+    check = json.loads((tmp_path / "check.json").read_text())
+    assert check["curve"] == again["curve"][:1] and check["steps_done"] == 0
 
 
 @pytest.mark.integration
