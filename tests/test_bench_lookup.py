@@ -420,3 +420,14 @@ def test_the_docs_grid_readers_of_one_key_are_recomputed(lookup):
     assert f"what reading the place alone gives ({every['place']:.1%}; {rows['place']:.1%} on the rows'" in docs
     assert (f"62.1% with its training loss still falling ({grid[14000]['loss']:.3f} at step 14000, "
             f"{grid[16000]['loss']:.3f} at 16000)") in docs and f"{grid[16000]['accuracy']:.1%}" == "62.1%"
+
+
+def test_the_docs_checks_of_the_fifth_teachers_starts_are_their_records():
+    root = Path(__file__).resolve().parents[1]
+    docs = " ".join((root / "docs" / "benchmarks.md").read_text(encoding="utf-8").split())
+    t5a, t5b, d = (json.loads((root / "benchmarks" / "results" / "lookup" / f"{name}.json").read_text())
+                   for name in ("t5a-1500", "t5b-2500", "errand-first-mix-pairs"))
+    assert t5a["steps_done"] == t5b["steps_done"] == 0 and t5a["form"] == t5b["form"] == "errand-first"
+    assert (f"T5a after 1500 of its 6000 steps scores **{t5a['curve'][0]['accuracy']:.1%}**, T5b after 2500 of its "
+            f"first phase's 6000 steps **{t5b['curve'][0]['accuracy']:.1%}**, where D scored "
+            f"{d['curve'][-1]['accuracy']:.1%} and the digit count scores {t5a['digit_count_reader']['accuracy']:.1%}") in docs
