@@ -242,8 +242,8 @@ class SFTConfig:
     def __post_init__(self) -> None:
         check_fields("sft", self, {"steps": at_least(0), "batch_rows": at_least(1), "lr": finite_above(0),
                                    "weight_decay": finite_at_least(0), "max_grad_norm": finite_above(0),
-                                   "stop_at_success": within(0, 1), "check_every": at_least(1), "save_every": at_least(0),
-                                   "check_episodes": at_least(1), "careless_rate": within(0, 1),
+                                   "stop_at_success": within(0, 1), "check_every": at_least(1),
+                                   "check_episodes": at_least(1), "save_every": at_least(0), "careless_rate": within(0, 1),
                                    "hindsight_swap": within(0, 1), "hindsight_peer_draws": at_least(0)})
         check_choices("sft", self, {"careless_choice": CARELESS_CHOICES, "hindsight_peer": HINDSIGHT_ROW_PEERS,
                                     "hindsight_contexts": HINDSIGHT_ROW_CONTEXTS})

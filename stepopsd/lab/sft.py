@@ -185,4 +185,3 @@ def load_sft_state(folder: Path, identity: dict, policy: Policy, optimizer, gene
     optimizer.load_state_dict(saved["optimizer"])
     generator.set_state(saved["generator"])
     return saved
-
