@@ -101,7 +101,7 @@ class RunDir:
     def written(self) -> tuple[Path, ...]:
         """Everything a run writes here (what ``--overwrite`` deletes; nothing else is touched)."""
         return (self.config_toml, self.metrics_jsonl, self.summary_json, self.tensorboard, self.tiny_model,
-                self.sft_model, self.final_model, self.checkpoints, self.trajectories)
+                self.sft_state, self.sft_model, self.final_model, self.checkpoints, self.trajectories)
 
     @classmethod
     def of_trajectories_file(cls, path: str | Path) -> RunDir:

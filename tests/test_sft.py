@@ -353,6 +353,10 @@ def test_sft_killed_midway_goes_on_from_its_state_to_the_same_weights(tiny_model
         sft(load_policy(tiny_model_dir), expert, config, state=tmp_path / "state")
     with pytest.raises(ValueError, match=r"it differs in row_tokens, rows"):
         sft(load_policy(tiny_model_dir), expert[:1], dataclasses.replace(config, steps=8), state=tmp_path / "state")
+    trained = load_policy(tiny_model_dir)
+    sft(trained, expert, dataclasses.replace(config, steps=1))
+    with pytest.raises(ValueError, match=r"it differs in start_weights\)"):  # another model.path, the same settings
+        sft(trained, expert, dataclasses.replace(config, steps=8), state=tmp_path / "state")
 
 
 @pytest.mark.integration

@@ -8,7 +8,6 @@ responder in place of the model, so their token layout is the rollout's by const
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from stepopsd.logprobs import sequence_logprobs
 from stepopsd.policy import Policy, Sample, encode
 from stepopsd.batch import PolicyBatch, build_batch
 from stepopsd.rollout import Responder, RolloutConfig, Task, TurnRequest, rollout_in_chunks
+from stepopsd.run_dir import written_whole
 from stepopsd.trajectory import Trajectory
 from stepopsd_envs.contract import ExpertReplay
 from stepopsd_envs.protocol import EXPERT_THOUGHT, expert_text
@@ -106,7 +106,7 @@ def sft(policy: Policy, trajectories: Sequence[Trajectory], config: SFTConfig,
     With ``state`` (a folder) and ``config.save_every``, the training's state is written there every
     ``save_every`` steps and when it ends; a call given a folder that holds one goes on from it, bitwise as
     if never stopped (``steps`` may be raised; one stopped by ``stop`` returns its losses), and refuses one
-    of other settings or rows.
+    of other settings, rows or start weights.
     """
     batch = sft_batch(policy, trajectories)
     usable = batch.trainable_mask.any(dim=1).nonzero().flatten()  # [R'] rows with generated tokens
@@ -114,7 +114,7 @@ def sft(policy: Policy, trajectories: Sequence[Trajectory], config: SFTConfig,
         raise ValueError("no trajectory has generated tokens to train on")
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    identity = sft_identity(config, batch, usable)
+    identity = sft_identity(config, batch, usable, policy.model)
     saved = load_sft_state(state, identity, policy, optimizer, generator) if state else None
     losses = saved["losses"] if saved else []
     if len(losses) > config.steps:
@@ -152,22 +152,25 @@ def sft(policy: Policy, trajectories: Sequence[Trajectory], config: SFTConfig,
     return losses
 
 
-def sft_identity(config: SFTConfig, batch: PolicyBatch, usable: torch.Tensor) -> dict:
+def sft_identity(config: SFTConfig, batch: PolicyBatch, usable: torch.Tensor, model) -> dict:
     """What a saved SFT state must match to be gone on from: the phase's settings (not ``steps``,
-    ``save_every``, ``then``) and its rows (their count and trained tokens)."""
+    ``save_every``, ``then``), its rows (their count and trained tokens) and the weights it starts from
+    (the sum of every parameter, in float64)."""
     settings = {key: value for key, value in dataclasses.asdict(config).items()
                 if key not in ("steps", "save_every", "then")}
-    return {**settings, "rows": len(usable), "row_tokens": int(batch.trainable_mask[usable].sum())}
+    with torch.no_grad():
+        start_weights = sum(float(parameter.double().sum()) for parameter in model.parameters())
+    return {**settings, "rows": len(usable), "row_tokens": int(batch.trainable_mask[usable].sum()),
+            "start_weights": start_weights}
 
 
 def save_sft_state(folder: Path, identity: dict, policy: Policy, optimizer, generator: torch.Generator,
                    losses: list[float], stopped: bool) -> None:
     """``folder``/state.pt, replaced whole (a process killed while writing keeps the last one)."""
     folder.mkdir(parents=True, exist_ok=True)
-    written = folder / "state.pt.tmp"
-    torch.save({"identity": identity, "model": policy.model.state_dict(), "optimizer": optimizer.state_dict(),
-                "generator": generator.get_state(), "losses": losses, "stopped": stopped}, written)
-    os.replace(written, folder / "state.pt")
+    with written_whole(folder / "state.pt") as partial:
+        torch.save({"identity": identity, "model": policy.model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "generator": generator.get_state(), "losses": losses, "stopped": stopped}, partial)
 
 
 def load_sft_state(folder: Path, identity: dict, policy: Policy, optimizer, generator: torch.Generator) -> dict | None:
@@ -177,7 +180,8 @@ def load_sft_state(folder: Path, identity: dict, policy: Policy, optimizer, gene
     if not path.is_file():
         return None
     saved = torch.load(path, weights_only=True)
-    differ = sorted(key for key in identity if saved["identity"].get(key) != identity[key])
+    # a state saved before a key joined the identity is not checked on that key
+    differ = sorted(key for key in identity if key in saved["identity"] and saved["identity"][key] != identity[key])
     if differ:
         raise ValueError(f"the SFT state in {folder} was saved by another phase (it differs in {', '.join(differ)}): "
                          "remove the folder, or give the settings it was saved with")
