@@ -81,7 +81,8 @@ def test_a_seed_without_a_start_model_builds_and_warms_its_own(tmp_path):
 
 @pytest.mark.parametrize("setup", ["errandchain-eight-hindsight", "errandchain-eight-teacher",
                                    "errandchain-eight-teacher-draws",
-                                   "errandchain-eight-teacher-longer", "errandchain-eight-teacher-outcomes"])
+                                   "errandchain-eight-teacher-longer", "errandchain-eight-teacher-outcomes",
+                                   "errandchain-eight-teacher-drilled"])
 def test_the_errandchain_start_audits_in_the_docs_are_what_their_archives_recompute(audit, setup):
     """docs/benchmarks.md's table and reading of each ErrandChain teacher's audit come from its archived records."""
     from stepopsd.lab.credit_audit import markdown_table, summarize_clusters
@@ -93,3 +94,10 @@ def test_the_errandchain_start_audits_in_the_docs_are_what_their_archives_recomp
     section = (ROOT / "docs" / "benchmarks.md").read_text().split(audit.docs_marker(setup))[1]
     assert markdown_table(table) in section
     assert audit.verdict(table, records, audit.SETUPS[setup].goal) in section
+    if setup == "errandchain-eight-teacher-drilled":  # README's first paragraph quotes this teacher
+        import re
+
+        verdict = audit.verdict(table, records, audit.SETUPS[setup].goal)
+        teacher, diff = (re.search(rf"{arm} (0\.\d{{3}})", verdict).group(1) for arm in ("peer_trajectory", "peer_diff"))
+        readme = " ".join((ROOT / "README.md").read_text().split())
+        assert f"ranks the mistaken steps at AUC {teacher}, above chance but not above a model-free diff against the peer ({diff})" in readme

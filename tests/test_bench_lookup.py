@@ -431,3 +431,6 @@ def test_the_docs_checks_of_the_fifth_teachers_starts_are_their_records():
     assert (f"T5a after 1500 of its 6000 steps scores **{t5a['curve'][0]['accuracy']:.1%}**, T5b after 2500 of its "
             f"first phase's 6000 steps **{t5b['curve'][0]['accuracy']:.1%}**, where D scored "
             f"{d['curve'][-1]['accuracy']:.1%} and the digit count scores {t5a['digit_count_reader']['accuracy']:.1%}") in docs
+
+    t5a_final = json.loads((root / "benchmarks" / "results" / "lookup" / "t5a.json").read_text())
+    assert f"On the drill's rows it scores **{t5a_final['curve'][0]['accuracy']:.1%}** (record `t5a.json`)" in docs
