@@ -70,9 +70,16 @@ EVAL_SEED_OFFSET = 1_000_000  # held-out blocks: seeds no training row uses (tra
 
 
 def errand_block(seed: int) -> tuple[list[str], list[Question]]:
-    scene = errand_scene(seed)
-    return ([errand.outcome(errand.clue.answer) for errand in scene.errands],
-            [errand_question(errand.place, errand.dest, errand.clue.answer) for errand in asked_errands(scene)])
+    return sentence_block(scene_keyed(seed))
+
+
+def sentence_block(keyed_block: tuple[list[Keyed], list[Keyed]]) -> tuple[list[str], list[Question]]:
+    """Keyed lines and questions in the env's sentences (its delivery reports, its arrival sentences)."""
+    from stepopsd_envs.errand_chain import Errand
+
+    lines, asked = keyed_block
+    return ([Errand(place, dest, None).outcome(n) for place, dest, n in lines],
+            [errand_question(*question) for question in asked])
 
 
 def errand_question(place: str, dest: str, answer: int) -> Question:
@@ -110,11 +117,8 @@ def role_errand_block(seed: int) -> tuple[list[str], list[Question]]:
 
 def drawn_errands(places: list[str], dests: list[str], rng: random.Random) -> tuple[list[str], list[Question]]:
     """A block of errands from ``places`` to ``dests`` with parcels drawn by ``rng``, each errand asked."""
-    from stepopsd_envs.errand_chain import Errand
-
-    answers = [rng.randint(1, NUM_PARCELS) for _ in places]
-    return ([Errand(place, dest, None).outcome(n) for place, dest, n in zip(places, dests, answers)],
-            [errand_question(place, dest, n) for place, dest, n in zip(places, dests, answers)])
+    keyed = [(place, dest, rng.randint(1, NUM_PARCELS)) for place, dest in zip(places, dests)]
+    return sentence_block((keyed, keyed))
 
 
 def errand_scene(seed: int):
